@@ -1,0 +1,273 @@
+"""Audio files -> fixed-length training clips, and the batch sampler that makes runs resumable.
+
+Every random choice of a sample (crop offset, gain) comes from ``np.random.default_rng((seed, index,
+batch_index))`` and every permutation from ``(seed, epoch)``. A training step therefore sees the same clips
+whatever the number of workers, and a resumed run (``start_batch``) continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ajepa.errors import AudioInputError, ConfigError
+from ajepa.features.audio import list_audio_files, load_audio
+
+logger = logging.getLogger(__name__)
+
+# What a broken or unreadable file can raise while decoding; anything else is a bug and propagates.
+_READ_ERRORS = (AudioInputError, sf.SoundFileError, OSError, EOFError)
+
+
+def _split_key(key: int | tuple[int, int]) -> tuple[int, int]:
+    """``index`` or ``(index, batch_index)`` -> both; a bare index counts as batch 0."""
+    if isinstance(key, (int, np.integer)):
+        return int(key), 0
+    index, batch_index = key
+    return int(index), int(batch_index)
+
+
+class AudioClipDataset(Dataset):
+    """Fixed-length clips cut from audio files, with gain jitter.
+
+    Items are ``{"wav": (N,) float32, "length": int, "batch_index": int, "path": str, "skipped": list[str]}``
+    with ``N = round(clip_seconds * sample_rate)``. Longer files are cropped (at a random offset when
+    ``random_crop``, else from the start); shorter ones are zero-padded at the end and ``length`` counts the
+    real samples.
+
+    Unreadable files (corrupt, empty, missing) never end a run: a warning is logged once per file and per
+    process, the reason is kept in ``failures`` (path -> reason), and the next readable file in list order
+    is returned instead. ``failures`` lives in the process that read the file, so with DataLoader workers the
+    main process does not see it; it sees ``"skipped"`` instead: the paths that failed before this item's
+    file was found (a file may be reported by several items; deduplicate by path).
+
+    Args:
+        files: a list of paths, or a folder / manifest for :func:`ajepa.features.audio.list_audio_files`.
+        clip_seconds: clip duration.
+        sample_rate: files are resampled to this rate.
+        seed: base seed of the per-item random choices.
+        gain_db: ``(low, high)`` uniform gain range in dB, or None for no gain. The gain is capped so that
+            the peak never exceeds 1 (no clipping).
+        random_crop: random crop offset for long files; False takes the first ``clip_seconds``.
+
+    Raises:
+        AudioInputError: no files given or found; every file unreadable (from ``__getitem__``).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike] | str | os.PathLike,
+        clip_seconds: float,
+        sample_rate: int = 16000,
+        seed: int = 0,
+        gain_db: tuple[float, float] | None = (-6.0, 6.0),
+        random_crop: bool = True,
+    ) -> None:
+        if isinstance(files, (str, os.PathLike)):
+            root = os.fspath(files)
+            self.files = list_audio_files(root)
+            if not self.files:
+                raise AudioInputError(f"{root}: no audio files found")
+        else:
+            self.files = [os.fspath(f) for f in files]
+            if not self.files:
+                raise AudioInputError("AudioClipDataset was given an empty list of files")
+        if clip_seconds <= 0:
+            raise ConfigError(f"clip_seconds must be > 0, got {clip_seconds}")
+        if gain_db is not None and gain_db[0] > gain_db[1]:
+            raise ConfigError(f"gain_db must be (low, high) with low <= high, got {gain_db}")
+        self.clip_seconds = clip_seconds
+        self.clip_samples = int(round(clip_seconds * sample_rate))
+        self.sample_rate = sample_rate
+        self.seed = seed
+        self.gain_db = gain_db
+        self.random_crop = random_crop
+        self.failures: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, batch_index = _split_key(key)
+        if not 0 <= index < len(self.files):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self.files)} files")
+        skipped: list[str] = []
+        # Walk forward from `index` at most once around the list, so a dead corpus fails instead of spinning.
+        for offset in range(len(self.files)):
+            path = self.files[(index + offset) % len(self.files)]
+            wav = self._read(path)
+            if wav is not None:
+                break
+            skipped.append(path)
+        else:
+            raise AudioInputError(
+                f"all {len(self.files)} audio files are unreadable; first failure: "
+                f"{skipped[0]}: {self.failures.get(skipped[0], '?')}"
+            )
+        rng = np.random.default_rng((self.seed, index, batch_index))
+        clip, length = self._crop(wav, rng)
+        return {"wav": self._apply_gain(clip, rng), "length": length, "batch_index": batch_index,
+                "path": path, "skipped": skipped}
+
+    def _read(self, path: str) -> torch.Tensor | None:
+        """The decoded file, or None (recorded in ``failures``) when it cannot be used."""
+        if path in self.failures:
+            return None
+        try:
+            return load_audio(path, target_sr=self.sample_rate)
+        except _READ_ERRORS as err:
+            reason = f"{type(err).__name__}: {err}"
+        self.failures[path] = reason
+        logger.warning("skipping unreadable audio file %s (%s)", path, reason)
+        return None
+
+    def _crop(self, wav: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        n = wav.shape[0]
+        if n >= self.clip_samples:
+            start = int(rng.integers(0, n - self.clip_samples + 1)) if self.random_crop else 0
+            return wav[start:start + self.clip_samples].clone(), self.clip_samples
+        return torch.nn.functional.pad(wav, (0, self.clip_samples - n)), n
+
+    def _apply_gain(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        if self.gain_db is None:
+            return clip
+        gain = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
+        peak = float(clip.abs().max())
+        if peak * gain > 1.0:
+            gain = 1.0 / peak
+        return clip * gain
+
+
+def _seed_for(*parts: int) -> int:
+    # SeedSequence mixes the tuple so nearby (seed, epoch) pairs give unrelated streams; torch wants one int.
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class BatchIndexSampler(Sampler[list[tuple[int, int]]]):
+    """Infinite, resumable, rank-sharded batch sampler.
+
+    Each epoch is a permutation of ``range(dataset_len)`` drawn from a ``torch.Generator`` seeded by
+    ``(seed, epoch)``. A global batch is ``batch_size * world_size`` consecutive items of it; rank ``r`` takes
+    the ``r``-th slice of ``batch_size``. Yields lists of ``(index, global_batch_index)`` where
+    ``global_batch_index = epoch * batches_per_epoch + batch_in_epoch`` counts batches since the start of
+    training and is identical on every rank at the same step. Iteration never ends (the trainer stops at
+    ``max_steps``) and starts at global batch ``start_batch``, so a resumed run sees exactly the tail of the
+    uninterrupted one.
+
+    With ``drop_last=False`` the last partial global batch of an epoch is filled up from the start of the
+    same permutation, so every batch stays full on every rank.
+
+    Raises:
+        ConfigError: bad sizes, or a dataset smaller than one global batch.
+    """
+
+    def __init__(self, dataset_len: int, batch_size: int, seed: int, drop_last: bool = True,
+                 rank: int = 0, world_size: int = 1, start_batch: int = 0) -> None:
+        if batch_size < 1 or world_size < 1:
+            raise ConfigError(f"batch_size and world_size must be >= 1, got {batch_size}, {world_size}")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be in 0..{world_size - 1}, got {rank}")
+        if start_batch < 0:
+            raise ConfigError(f"start_batch must be >= 0, got {start_batch}")
+        global_batch = batch_size * world_size
+        if dataset_len < global_batch:
+            raise ConfigError(
+                f"the dataset has {dataset_len} clips, fewer than one global batch of {global_batch} "
+                f"(batch_size {batch_size} x world_size {world_size}); lower the batch size or add data"
+            )
+        self.dataset_len = dataset_len
+        self.batch_size = batch_size
+        self.seed = seed
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.start_batch = start_batch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Global batches per pass over the data."""
+        global_batch = self.batch_size * self.world_size
+        if self.drop_last:
+            return self.dataset_len // global_batch
+        return -(-self.dataset_len // global_batch)
+
+    def position(self, global_batch_index: int) -> tuple[int, int]:
+        """``(epoch, batch_in_epoch)`` of a global batch index, e.g. for checkpoints."""
+        return divmod(global_batch_index, self.batches_per_epoch)
+
+    def epoch_permutation(self, epoch: int) -> torch.Tensor:
+        """The shuffled item order of ``epoch``, padded to whole global batches when ``drop_last`` is False."""
+        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch))
+        perm = torch.randperm(self.dataset_len, generator=generator)
+        needed = self.batches_per_epoch * self.batch_size * self.world_size
+        if needed > perm.numel():
+            perm = torch.cat([perm, perm[: needed - perm.numel()]])
+        return perm
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        global_batch = self.batch_size * self.world_size
+        epoch, batch_in_epoch = self.position(self.start_batch)
+        while True:
+            perm = self.epoch_permutation(epoch).tolist()
+            for b in range(batch_in_epoch, self.batches_per_epoch):
+                begin = b * global_batch + self.rank * self.batch_size
+                batch_index = epoch * self.batches_per_epoch + b
+                yield [(i, batch_index) for i in perm[begin:begin + self.batch_size]]
+            epoch, batch_in_epoch = epoch + 1, 0
+
+
+def collate_clips(samples: list[dict]) -> dict:
+    """Batch sample dicts without masks (evaluation, feature statistics).
+
+    Returns ``{"wav": (B, N), "lengths": (B,) int64, "batch_index": int, "paths": list[str],
+    "skipped": list[str]}`` plus ``"labels": (B,) int64`` when the samples carry ``"label"``.
+    """
+    batch = {
+        "wav": torch.stack([s["wav"] for s in samples]),
+        "lengths": torch.tensor([s["length"] for s in samples], dtype=torch.int64),
+        "batch_index": int(samples[0]["batch_index"]),
+        "paths": [s["path"] for s in samples],
+        "skipped": [p for s in samples for p in s.get("skipped", [])],
+    }
+    if all("label" in s for s in samples):
+        batch["labels"] = torch.tensor([s["label"] for s in samples], dtype=torch.int64)
+    return batch
+
+
+def _worker_init(worker_id: int) -> None:
+    # The machine has few cores: workers doing BLAS-threaded decoding/resampling would starve the main
+    # process (which runs the model), so each worker gets a single intra-op thread.
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: Dataset,
+    sampler: Sampler,
+    collate_fn: Callable[[list[dict]], dict] | None,
+    num_workers: int,
+    *,
+    pin_memory: bool | None = None,
+    prefetch_factor: int = 2,
+) -> DataLoader:
+    """A DataLoader driven by a batch sampler such as :class:`BatchIndexSampler`.
+
+    Workers persist across epochs (the sampler is infinite anyway, and re-forking costs seconds) and run
+    single-threaded. ``pin_memory`` defaults to whether CUDA is available, since pinning only helps
+    host-to-GPU copies. ``collate_fn=None`` means :func:`collate_clips`.
+    """
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    worker_kwargs = {}
+    if num_workers > 0:
+        worker_kwargs = {"persistent_workers": True, "prefetch_factor": prefetch_factor,
+                         "worker_init_fn": _worker_init}
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn or collate_clips,
+                      num_workers=num_workers, pin_memory=pin_memory, **worker_kwargs)
