@@ -1,0 +1,192 @@
+"""Models and baselines behind one small interface (:class:`evals.cache.ClipEmbedder`).
+
+- :class:`LogMelStats`: mean and standard deviation over time of each mel band of the *unnormalised*
+  log-mel (the project's own frontend), 2 x 128 = 256 dimensions. A classical, training-free floor.
+- :func:`random_init_embedder`: an encoder of the same size with random weights
+  (``ajepa.inference.Embedder.from_config``), the floor that isolates what pretraining adds.
+- :func:`load_model_embedder`: trained weights (``ajepa.inference.load``), cache-keyed by a hash of the
+  weight files, so retrained weights never reuse stale embeddings.
+
+``ajepa.features`` and ``ajepa.inference`` are imported lazily: the probes and readers work without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "LogMelStats",
+    "EmbedderAdapter",
+    "random_init_embedder",
+    "load_model_embedder",
+    "weights_fingerprint",
+    "resolve_model",
+    "resolve_baseline",
+]
+
+
+class LogMelStats:
+    """Per-band mean and std over the valid frames of the unnormalised log-mel -> ``(B, 2 * n_mels)``.
+
+    Clips of a batch are zero-padded to the longest one; padded frames are excluded from the statistics
+    via ``LogMelFrontend.valid_frames``, so the result does not depend on the batch composition.
+    """
+
+    def __init__(self, frontend_config: Any = None, device: str | torch.device = "cpu") -> None:
+        from ajepa.features.logmel import FrontendConfig, LogMelFrontend
+
+        self.cfg = frontend_config if frontend_config is not None else FrontendConfig()
+        self.frontend = LogMelFrontend(self.cfg, normalize=False).to(device).eval()
+        self.device = torch.device(device)
+        self.sample_rate = int(self.cfg.sample_rate)
+        # norm_mean/std do not act on the unnormalised log-mel, so they are not part of the identity.
+        ident = {k: v for k, v in asdict(self.cfg).items() if not k.startswith("norm_")}
+        self.key = "logmel-stats:v1:" + json.dumps(ident, sort_keys=True)
+
+    @torch.no_grad()
+    def embed(self, paths: Sequence[str], *, pooling: str = "mean", batch_size: int = 32,
+              progress: bool = True) -> np.ndarray:
+        """``(len(paths), 2 * n_mels)`` float32: ``[mean per band, std per band]``.
+
+        ``pooling`` must be ``"mean"``: the statistics are this baseline's own pooling over time.
+        """
+        if pooling != "mean":
+            raise ValueError(f"the log-mel statistics baseline has fixed pooling; got pooling={pooling!r}")
+        from tqdm.auto import tqdm
+
+        from ajepa.features.audio import load_audio
+
+        min_samples = int(round(self.cfg.win_ms * self.sample_rate / 1000))
+        out = []
+        for start in tqdm(range(0, len(paths), batch_size), desc="log-mel stats", unit="batch", disable=not progress):
+            wavs = [load_audio(p, target_sr=self.sample_rate, min_samples=min_samples)
+                    for p in paths[start : start + batch_size]]
+            lengths = torch.tensor([len(w) for w in wavs], dtype=torch.int64)
+            batch = torch.zeros(len(wavs), int(lengths.max()))
+            for i, w in enumerate(wavs):
+                batch[i, : len(w)] = w
+            spec = self.frontend(batch.to(self.device)).float()  # (B, F, T)
+            valid = self.frontend.valid_frames(lengths, spec.shape[-1]).to(spec.device)  # (B, T)
+            w = valid[:, None, :].float()
+            n = w.sum(-1).clamp_min(1.0)
+            mean = (spec * w).sum(-1) / n
+            var = (((spec - mean[..., None]) ** 2) * w).sum(-1) / n
+            out.append(torch.cat([mean, var.sqrt()], dim=1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+
+class EmbedderAdapter:
+    """Wraps an ``ajepa.inference.Embedder`` with the cache identity ``key``."""
+
+    def __init__(self, embedder: Any, key: str) -> None:
+        self.embedder = embedder
+        self.key = key
+        self.sample_rate = int(embedder.sample_rate)
+
+    def embed(self, paths: Sequence[str], *, pooling: str = "mean", batch_size: int = 32,
+              progress: bool = True) -> np.ndarray:
+        """``(len(paths), D)`` clip embeddings from ``Embedder.embed``."""
+        emb = self.embedder.embed(list(paths), pooling=pooling, batch_size=batch_size, progress=progress)
+        emb = np.asarray(emb, dtype=np.float32)
+        return emb.reshape(len(paths), -1) if emb.ndim == 1 else emb
+
+
+def _encoder_sizes() -> dict[str, Any]:
+    from ajepa.models.sizes import ENCODER_SIZES
+
+    return ENCODER_SIZES
+
+
+def random_init_embedder(size: str | Any, *, seed: int = 0, clip_seconds: float = 2.0, frontend_config: Any = None,
+                         device: str = "cpu") -> EmbedderAdapter:
+    """A randomly initialised encoder; ``size`` is a name in ``ENCODER_SIZES`` or an ``EncoderConfig``."""
+    from ajepa.features.logmel import FrontendConfig
+    from ajepa.inference import Embedder
+
+    if isinstance(size, str):
+        sizes = _encoder_sizes()
+        if size not in sizes:
+            raise ValueError(f"unknown encoder size {size!r}; choose one of {sorted(sizes)}")
+        cfg, name = sizes[size], size
+    else:
+        cfg = size
+        name = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    fe = frontend_config if frontend_config is not None else FrontendConfig()
+    emb = Embedder.from_config(cfg, frontend=fe, clip_seconds=clip_seconds, seed=seed, device=device)
+    return EmbedderAdapter(emb, f"random-init:{name}:seed{seed}:clip{clip_seconds}")
+
+
+def weights_fingerprint(path: str | os.PathLike) -> str:
+    """SHA-256 over the weight and config files of a model path (file, ``.safetensors`` + json, or folder)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif path.is_file():
+        files = [path] + ([path.with_suffix(".json")] if path.with_suffix(".json").is_file() and path.suffix != ".json"
+                          else [])
+    else:
+        raise FileNotFoundError(f"model not found: {path}")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def load_model_embedder(path: str | os.PathLike, *, encoder: str = "target", device: str = "cpu") -> EmbedderAdapter:
+    """Trained weights through ``ajepa.inference.load``, keyed by :func:`weights_fingerprint`."""
+    from ajepa.inference import load
+
+    emb = load(path, encoder=encoder, device=device)
+    return EmbedderAdapter(emb, f"weights:{weights_fingerprint(path)}:{encoder}")
+
+
+def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0) -> tuple[str, EmbedderAdapter]:
+    """``PATH`` or ``random:SIZE[:SEED]`` -> (display name, embedder)."""
+    if spec.startswith("random:"):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[1]:
+            raise ValueError(f"expected random:SIZE or random:SIZE:SEED, got {spec!r}")
+        s = int(parts[2]) if len(parts) == 3 else seed
+        return f"random-init:{parts[1]}", random_init_embedder(parts[1], seed=s, device=device)
+    if not Path(spec).exists():
+        raise FileNotFoundError(f"model not found: {spec} (give an exported model folder, a .safetensors file, a "
+                                "training checkpoint .pt, or random:SIZE)")
+    return f"model:{Path(spec).name}", load_model_embedder(spec, device=device)
+
+
+def _encoder_config_of(embedder: Any) -> Any:
+    cfg = getattr(getattr(embedder, "encoder", None), "cfg", None)
+    if cfg is None or not is_dataclass(cfg) or {f.name for f in fields(cfg)} < {"embed_dim", "depth"}:
+        raise ValueError("cannot tell the main model's encoder size for the random baseline; "
+                         "name it explicitly, e.g. --baselines random:small")
+    return cfg
+
+
+def resolve_baseline(name: str, main: EmbedderAdapter | None, *, device: str = "cpu",
+                     seed: int = 0) -> tuple[str, Any]:
+    """``logmel`` | ``random`` (same size as the main model) | ``random:SIZE`` -> (display name, embedder)."""
+    if name == "logmel":
+        return "logmel-stats", LogMelStats(device=device)
+    if name.startswith("random:"):
+        return resolve_model(name, device=device, seed=seed)
+    if name == "random":
+        if main is None:
+            raise ValueError("the 'random' baseline needs a main model to copy the size from")
+        inner = main.embedder
+        cfg = _encoder_config_of(inner)
+        fe = getattr(inner.frontend, "cfg", None)
+        emb = random_init_embedder(cfg, seed=seed, clip_seconds=float(inner.clip_seconds), frontend_config=fe,
+                                   device=device)
+        return "random-init (same size)", emb
+    raise ValueError(f"unknown baseline {name!r}; choose logmel, random or random:SIZE")

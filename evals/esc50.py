@@ -1,0 +1,46 @@
+"""ESC-50 / ESC-10 probe: 5-fold leave-one-fold-out over the official folds, mean ± std of accuracy.
+
+    python -m evals.esc50 --data PATH/ESC-50-master [--esc10] --model PATH_OR_random:SIZE \\
+        [--probe linear,knn] [--baselines logmel,random] [--out DIR] [--seed N] [--cache-dir D]
+
+``--folds`` does not apply: the official folds define the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from evals.datasets import read_esc50
+from evals.probes import splits_from_folds
+from evals.report import add_common_arguments, cli_main, resolve_data, run_task
+
+LAYOUT = "audio/*.ogg|wav and meta/esc50.csv (the ESC-50 repository folder)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``evals.esc50`` argument parser."""
+    p = argparse.ArgumentParser(prog="python -m evals.esc50", description=__doc__.split("\n\n")[0])
+    add_common_arguments(p)
+    p.add_argument("--esc10", action="store_true", help="the ESC-10 subset (rows with esc10 == True)")
+    return p
+
+
+def run(args: argparse.Namespace, **run_kwargs) -> list:
+    """Read the data, run the probes on the model and baselines, write the report."""
+    data = resolve_data(args, "esc50", lambda r: (Path(r) / "meta" / "esc50.csv").is_file(), LAYOUT)
+    clips = read_esc50(data, esc10=args.esc10)
+    splits = splits_from_folds(clips.folds)
+    protocol = f"{len(splits)}-fold leave-one-fold-out (official folds)"
+    return run_task(args, task=clips.name, clips=clips, splits=splits, protocol=protocol, **run_kwargs)
+
+
+def main(argv: Sequence[str] | None = None, **run_kwargs) -> int:
+    """CLI entry point; ``run_kwargs`` go to :func:`evals.report.run_task` (tests inject models there)."""
+    return cli_main(build_parser(), argv, lambda a: run(a, **run_kwargs))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
