@@ -1,0 +1,92 @@
+"""The HEAR API contract of ajepa.hear: load_model, scene and timestamp embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ajepa import hear
+from ajepa.errors import AudioInputError, CheckpointError
+from ajepa.inference import Embedder
+from ajepa.models import ENCODER_SIZES
+
+HEAR_RATES = {16000, 22050, 44100, 48000}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    emb = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=1.0, seed=0, device="cpu")
+    return emb.save(tmp_path_factory.mktemp("hear") / "model").parent
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return hear.load_model(str(model_path), device="cpu")
+
+
+def _audio(sr: int, seconds: float) -> torch.Tensor:
+    t = torch.arange(int(sr * seconds)) / sr
+    silence = torch.zeros_like(t)
+    tone = 0.5 * torch.sin(2 * math.pi * 440.0 * t)
+    return torch.stack([silence, tone]).float()
+
+
+def test_load_model_needs_a_path(model_path, monkeypatch):
+    monkeypatch.delenv(hear.MODEL_ENV_VAR, raising=False)
+    with pytest.raises(CheckpointError, match=hear.MODEL_ENV_VAR):
+        hear.load_model()
+    monkeypatch.setenv(hear.MODEL_ENV_VAR, str(model_path))
+    assert isinstance(hear.load_model(device="cpu"), torch.nn.Module)
+
+
+def test_model_attributes(model):
+    assert model.sample_rate in HEAR_RATES and model.sample_rate == 16000
+    assert isinstance(model.scene_embedding_size, int) and model.scene_embedding_size > 0
+    assert isinstance(model.timestamp_embedding_size, int) and model.timestamp_embedding_size > 0
+
+
+def test_scene_embeddings(model):
+    audio = _audio(model.sample_rate, 1.3)
+    emb = hear.get_scene_embeddings(audio, model)
+    assert isinstance(emb, torch.Tensor) and emb.dtype == torch.float32
+    assert emb.shape == (2, model.scene_embedding_size)
+    assert emb.device == next(model.parameters()).device
+    assert torch.isfinite(emb).all()
+    assert not torch.allclose(emb[0], emb[1])  # silence and tone must not collapse together
+    # Each row is embedded independently of its batch neighbours.
+    alone = hear.get_scene_embeddings(audio[1:], model)
+    torch.testing.assert_close(alone[0], emb[1], atol=1e-5, rtol=1e-5)
+
+
+def test_timestamp_embeddings(model):
+    seconds = 2.5  # longer than the model's 1 s window: exercises stitching
+    audio = _audio(model.sample_rate, seconds)
+    emb, ts = hear.get_timestamp_embeddings(audio, model)
+    assert isinstance(emb, torch.Tensor) and isinstance(ts, torch.Tensor)
+    assert emb.dtype == torch.float32 and ts.dtype == torch.float32
+    n = emb.shape[1]
+    assert emb.shape == (2, n, model.timestamp_embedding_size) and ts.shape == (2, n)
+    assert n == math.ceil(model.embedder.frontend.num_frames(audio.shape[1]) / 16)
+    device = next(model.parameters()).device
+    assert emb.device == device and ts.device == device
+    steps = torch.diff(ts, dim=1)
+    assert (steps > 0).all()
+    torch.testing.assert_close(steps, torch.full_like(steps, steps[0, 0].item()))  # regular spacing
+    torch.testing.assert_close(ts[0], ts[1])
+    assert 0 < ts[0, 0] and ts[0, -1] < seconds * 1000  # milliseconds within the clip
+    assert not torch.allclose(emb[0], emb[1])
+    # The mean of the frames is the scene embedding (every column holds the same number of tokens).
+    scene = hear.get_scene_embeddings(audio, model)
+    torch.testing.assert_close(emb.mean(1), scene, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_audio(model):
+    with pytest.raises(AudioInputError):
+        hear.get_scene_embeddings(torch.zeros(16000), model)
+    with pytest.raises(AudioInputError):
+        hear.get_scene_embeddings(torch.full((1, 16000), float("nan")), model)
+    with pytest.raises(AudioInputError):
+        hear.get_timestamp_embeddings(np.zeros((1, 16000), np.float32), model)

@@ -1,0 +1,335 @@
+"""Embedding extraction: loading (checkpoint and export), input kinds, pooling, windowing, padding, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import ajepa
+from ajepa.checkpoint import save_checkpoint
+from ajepa.embed import main as embed_cli
+from ajepa.errors import AudioInputError, CheckpointError, ConfigError
+from ajepa.export import main as export_cli
+from ajepa.features.logmel import FrontendConfig
+from ajepa.features.patches import patchify, valid_tokens
+from ajepa.inference import Embedder, load
+from ajepa.models import ENCODER_SIZES, AudioJEPA, ObjectiveConfig, PredictorConfig
+
+SR = 16000
+CLIP_SECONDS = 1.0  # 98 frames -> 7 patch columns per window
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _tone(seconds: float, freq: float = 440.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    noise = np.random.default_rng(seed).standard_normal(t.size) * 0.01
+    return (0.5 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A tiny training checkpoint whose target and context encoders differ."""
+    enc = ENCODER_SIZES["mini"]
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AudioJEPA(enc, PredictorConfig(embed_dim=64, depth=1, num_heads=4), ObjectiveConfig())
+    with torch.no_grad():
+        for p in model.target_encoder.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    state = {"step": 3, "model": model.state_dict(), "optimizer": {}, "rng": {}, "data": {"epoch": 0,
+             "batch_in_epoch": 3}, "config": {"seed": 0}, "frontend": asdict(FrontendConfig(norm_mean=-5.0)),
+             "encoder": asdict(enc), "clip_seconds": CLIP_SECONDS}
+    return save_checkpoint(tmp_path_factory.mktemp("run") / "last.pt", state)
+
+
+@pytest.fixture(scope="module")
+def model(ckpt) -> Embedder:
+    return load(ckpt, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "model"
+    assert export_cli([str(ckpt), "--out", str(out)]) == 0
+    return out
+
+
+# ---------------------------------------------------------------- loading and export
+def test_checkpoint_encoders_and_export_parity(ckpt, model, exported, tmp_path):
+    raw = torch.load(ckpt, weights_only=True)["model"]
+    for name, emb in (("target", model), ("context", load(ckpt, encoder="context", device="cpu"))):
+        for key, value in emb.encoder.state_dict().items():
+            assert torch.equal(value, raw[f"{name}_encoder.{key}"])
+    assert model.frontend_config.norm_mean == -5.0 and model.clip_seconds == CLIP_SECONDS
+
+    cfg = json.loads((exported / "config.json").read_text())
+    assert cfg["format"] == "ajepa-encoder" and cfg["source_encoder"] == "target"
+    assert cfg["frontend"]["norm_mean"] == -5.0 and cfg["sample_rate"] == SR
+    wav = _tone(1.7)
+    expected = model.embed(wav, SR, pooling="mean+max")
+    for path in (exported, exported / "model.safetensors", exported / "config.json"):
+        np.testing.assert_array_equal(load(path, device="cpu").embed(wav, SR, pooling="mean+max"), expected)
+
+    # NAME.safetensors + NAME.json, and the context encoder on request.
+    assert export_cli([str(ckpt), "--out", str(tmp_path / "ctx.safetensors"), "--encoder", "context"]) == 0
+    assert (tmp_path / "ctx.json").is_file()
+    ctx = load(tmp_path / "ctx.safetensors", device="cpu")
+    assert ctx.source_encoder == "context"
+    np.testing.assert_array_equal(ctx.embed(wav, SR), load(ckpt, encoder="context", device="cpu").embed(wav, SR))
+    assert not np.allclose(ctx.embed(wav, SR), expected[: model.embed_dim])
+    with pytest.raises(CheckpointError, match="holds the context encoder"):
+        load(tmp_path / "ctx.safetensors", encoder="target")
+
+
+def test_embedder_save_round_trip(tmp_path):
+    emb = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, seed=3, device="cpu")
+    again = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, seed=3, device="cpu")
+    other = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, seed=4, device="cpu")
+    wav = _tone(0.8)
+    np.testing.assert_array_equal(emb.embed(wav, SR), again.embed(wav, SR))
+    assert not np.allclose(emb.embed(wav, SR), other.embed(wav, SR))
+    with pytest.raises(ConfigError, match="clip_seconds"):
+        Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=0.1)
+    emb.save(tmp_path / "m")
+    np.testing.assert_array_equal(load(tmp_path / "m").embed(wav, SR), emb.embed(wav, SR))
+
+
+class _Pickled:
+    pass
+
+
+def _bad_files(tmp: Path, exported: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    cases: dict[str, Path] = {}
+
+    def export_copy(name: str) -> Path:
+        d = tmp / name
+        d.mkdir()
+        for f in ("model.safetensors", "config.json"):
+            (d / f).write_bytes((exported / f).read_bytes())
+        return d
+
+    cases["missing"] = tmp / "nope.pt"
+    (p := tmp / "random.pt").write_bytes(rng.bytes(4096))
+    cases["random bytes .pt"] = p
+    (p := tmp / "random.bin").write_bytes(rng.bytes(100))
+    cases["random bytes, no suffix"] = p
+    torch.save(torch.zeros(3), p := tmp / "tensor.pt")
+    cases["plain tensor .pt"] = p
+    torch.save({"obj": _Pickled(), "format": "ajepa-checkpoint"}, p := tmp / "pickled.pt")
+    cases["pickled object .pt"] = p
+    torch.save({"format": "ajepa-checkpoint", "version": 1, "model": {}}, p := tmp / "empty.pt")
+    cases["checkpoint without weights"] = p
+    d = export_copy("badjson")
+    (d / "config.json").write_text(json.dumps({"format": "something-else", "version": 1}))
+    cases["json with wrong format"] = d
+    d = export_copy("notjson")
+    (d / "config.json").write_bytes(rng.bytes(64))
+    cases["config is random bytes"] = d
+    d = export_copy("newer")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "version": 99}))
+    cases["newer version"] = d
+    d = export_copy("truncated")
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    cases["truncated safetensors"] = d
+    d = export_copy("randomweights")
+    (d / "model.safetensors").write_bytes(rng.bytes(2048))
+    cases["random-bytes safetensors"] = d
+    d = export_copy("wrongwidth")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "encoder": {**cfg["encoder"], "embed_dim": 64}}))
+    cases["config/weights shape mismatch"] = d
+    d = export_copy("deeper")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "encoder": {**cfg["encoder"], "depth": 5}}))
+    cases["missing weights"] = d
+    d = export_copy("unknownfield")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "frontend": {**cfg["frontend"], "bogus": 1}}))
+    cases["unknown config field"] = d
+    d = export_copy("shortclip")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "clip_seconds": 0.05}))
+    cases["window shorter than two patch columns"] = d
+    d = export_copy("noweights")
+    (d / "model.safetensors").unlink()
+    cases["no weights file"] = d
+    return cases
+
+
+def test_bad_files_raise_checkpoint_error(tmp_path, exported):
+    for name, path in _bad_files(tmp_path, exported).items():
+        with pytest.raises(CheckpointError) as info:
+            load(path, device="cpu")
+        assert str(path.name) in str(info.value) or str(path) in str(info.value), name
+
+
+def test_embed_without_model_is_a_clear_error(model, exported):
+    import ajepa.embed  # noqa: F401  (the CLI module must not shadow the function ajepa.embed)
+
+    with pytest.raises(CheckpointError, match="pass the path|Pass the path"):
+        ajepa.embed(_tone(0.5), SR)
+    np.testing.assert_array_equal(ajepa.embed(_tone(0.5), SR, model=exported, device="cpu"),
+                                  model.embed(_tone(0.5), SR))
+
+
+# ---------------------------------------------------------------- inputs, shapes, pooling
+def test_input_kinds_and_shapes(model, tmp_path):
+    d = model.embed_dim
+    a, b = _tone(0.9, 440.0), _tone(0.9, 1500.0, seed=1)
+    one = model.embed(a, SR)
+    assert one.shape == (d,) and one.dtype == np.float32 and np.isfinite(one).all()
+    np.testing.assert_allclose(model.embed(torch.from_numpy(a), SR), one, atol=1e-6)
+
+    batch = model.embed(np.stack([a, b]), SR)
+    assert batch.shape == (2, d) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[0], one, atol=1e-5)
+    assert not np.allclose(batch[0], batch[1])
+    # Windows of different clips share forward passes; the result must not depend on how they are batched.
+    np.testing.assert_allclose(model.embed(np.stack([a, b]), SR, batch_size=1), batch, atol=1e-5)
+
+    stereo = model.embed(np.stack([a, b]), SR, channels_first=True)
+    np.testing.assert_allclose(stereo, model.embed((a + b) / 2, SR), atol=1e-5)
+
+    sf.write(pa := tmp_path / "a.wav", a, SR)
+    sf.write(pb := tmp_path / "b_8k.flac", b[::2], SR // 2)
+    np.testing.assert_allclose(model.embed(str(pa)), one, atol=1e-3)  # 16-bit PCM rounding
+    files = model.embed([pa, pb])
+    assert files.shape == (2, d)
+    mixed = model.embed([str(pa), b], SR)
+    assert mixed.shape == (2, d)
+    assert model.embed(a[::2], SR // 2).shape == (d,)  # resampled
+
+    with pytest.raises(AudioInputError, match="sr="):
+        model.embed(a)
+    with pytest.raises(AudioInputError):
+        model.embed(np.zeros((2, 2, 100), np.float32), SR)
+    with pytest.raises(AudioInputError):
+        model.embed([], SR)
+    with pytest.raises(AudioInputError, match="no such file"):
+        model.embed(tmp_path / "missing.wav")
+    with pytest.raises(ValueError, match="pooling"):
+        model.embed(a, SR, pooling="median")
+
+
+def test_poolings_and_frames(model):
+    d = model.embed_dim
+    a = _tone(0.9)
+    mean = model.embed(a, SR)
+    mm = model.embed(a, SR, pooling="mean+max")
+    assert mm.shape == (2 * d,)
+    np.testing.assert_allclose(mm[:d], mean, atol=1e-6)
+    tokens = model.embed(a, SR, pooling="none")
+    clip, frames, times = model.embed(a, SR, return_frames=True)
+    np.testing.assert_array_equal(clip, mean)
+    np.testing.assert_array_equal(tokens, frames)
+    assert frames.shape == (len(times), d) and frames.dtype == np.float32
+    # 0.9 s -> 88 frames -> 6 columns of 16 frames; all of them hold real audio.
+    assert len(times) == math.ceil(model.frontend.num_frames(len(a)) / 16)
+    assert (mm[d:] >= frames.max(0) - 1e-5).all()
+    np.testing.assert_allclose(frames.mean(0), mean, atol=1e-5)
+
+    batch_tokens = model.embed(np.stack([a, a]), SR, pooling="none")
+    assert isinstance(batch_tokens, list) and len(batch_tokens) == 2 and batch_tokens[0].shape == frames.shape
+    _, bframes, btimes = model.embed(np.stack([a, a]), SR, return_frames=True)
+    assert len(bframes) == len(btimes) == 2
+
+
+def test_bf16_autocast_stays_close(model):
+    wav = _tone(0.9)
+    ref = model.embed(wav, SR)
+    model.bf16 = True
+    try:
+        low = model.embed(wav, SR)
+    finally:
+        model.bf16 = False
+    assert low.dtype == np.float32
+    cos = float(ref @ low / (np.linalg.norm(ref) * np.linalg.norm(low)))
+    assert cos > 0.99
+
+
+def test_long_audio_is_windowed_and_stitched(model):
+    seconds = 3 * CLIP_SECONDS + 0.37
+    wav = _tone(seconds, 300.0) * np.linspace(0.1, 1.0, int(seconds * SR), dtype=np.float32)
+    clip, frames, times = model.embed(wav, SR, return_frames=True, batch_size=3)
+    expected_cols = math.ceil(model.frontend.num_frames(len(wav)) / 16)
+    assert frames.shape == (expected_cols, model.embed_dim)
+    assert np.all(np.diff(times) > 0)
+    np.testing.assert_allclose(np.diff(times), 0.16, atol=1e-9)
+    assert times[0] > 0 and times[-1] < seconds
+    np.testing.assert_allclose(clip, frames.mean(0), atol=1e-5)
+    # The first columns are most central in the first window, so they equal the embedding of that window alone.
+    _, head, _ = model.embed(wav[: int(CLIP_SECONDS * SR)], SR, return_frames=True)
+    np.testing.assert_allclose(frames[:3], head[:3], atol=1e-5)
+    assert not np.allclose(frames[-1], head[-1])
+
+
+def test_short_audio_padding_never_pooled(model):
+    wav = _tone(0.3)  # 28 frames: 2 of the 7 columns of a window hold audio
+    got = model.embed(wav, SR)
+    with torch.inference_mode():
+        padded = torch.zeros(1, int(CLIP_SECONDS * SR))
+        padded[0, : len(wav)] = torch.from_numpy(wav)
+        spec = model.frontend(padded)
+        tokens, grid = patchify(spec, model.patch)
+        ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
+        out = model.encoder(tokens, grid)[0]
+    assert 0 < int(ok.sum()) < ok.numel()
+    np.testing.assert_allclose(got, out[ok[0]].mean(0).numpy(), atol=1e-5)
+    assert not np.allclose(got, out.mean(0).numpy(), atol=1e-4)
+
+    tiny = model.embed(_tone(0.005), SR, return_frames=True)  # shorter than one 25 ms frame
+    assert np.isfinite(tiny[0]).all() and tiny[1].shape == (1, model.embed_dim)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_folder_with_corrupt_file(exported, model, tmp_path):
+    folder = tmp_path / "clips"
+    (folder / "sub").mkdir(parents=True)
+    sf.write(folder / "a.wav", _tone(0.6), SR)
+    sf.write(folder / "sub" / "b.wav", _tone(1.3, 800.0), SR)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    out = tmp_path / "emb.npz"
+    rc = embed_cli([str(folder), str(tmp_path / "missing.wav"), "--model", str(exported), "--out", str(out),
+                    "--frames", "--device", "cpu", "--batch-size", "2", "--no-progress"])
+    assert rc == 0
+    with np.load(out, allow_pickle=False) as npz:
+        assert npz["embeddings"].shape == (2, model.embed_dim)
+        paths = [Path(p).name for p in npz["paths"]]
+        assert paths == ["a.wav", "b.wav"]
+        assert sorted(Path(p).name for p in npz["failed_paths"]) == ["broken.wav", "missing.wav"]
+        assert all(len(r) > 0 for r in npz["failed_reasons"])
+        np.testing.assert_allclose(npz["embeddings"][1], model.embed(folder / "sub" / "b.wav"), atol=1e-5)
+        offsets = npz["frame_offsets"]
+        assert offsets[0] == 0 and offsets[-1] == len(npz["frames"]) == len(npz["frame_times"])
+
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.wav").write_bytes(b"not audio")
+    assert embed_cli([str(only_bad), "--model", str(exported), "--out", str(tmp_path / "none.npz"),
+                      "--device", "cpu", "--no-progress"]) == 1
+    with np.load(tmp_path / "none.npz", allow_pickle=False) as npz:
+        assert npz["embeddings"].shape[0] == 0 and len(npz["failed_paths"]) == 1
+
+
+# ---------------------------------------------------------------- real data
+def test_real_ogg_file(model):
+    audio = DATA / "esc10" / "audio"
+    files = sorted(audio.glob("*.ogg"))[:1] if audio.is_dir() else []
+    if not files:
+        pytest.skip(f"real data not present at {audio} (see /work/shared/data/README.md)")
+    clip, frames, times = model.embed(files[0], return_frames=True)
+    info = sf.info(files[0])
+    assert clip.shape == (model.embed_dim,) and np.isfinite(clip).all()
+    assert abs(times[-1] - info.duration) < 0.3
+
