@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        # torch.save has written zip archives since torch 1.6; anything else is not a checkpoint of ours.
+        raise CheckpointError(f"{path}: not a torch checkpoint file (not a zip archive)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+    except pickle.UnpicklingError:
+        # weights_only refused an object that is not a tensor or plain value: never unpickle it.
+        raise CheckpointError(
+            f"{path}: holds pickled Python objects, not only tensors and plain values; refusing to load it"
+        ) from None
+    except Exception as exc:  # torch raises many types on damaged archives; all mean the same to the caller
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable ajepa checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: damaged or unreadable torch checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an ajepa training checkpoint (missing format={CHECKPOINT_FORMAT!r})")
     version = state.get("version")

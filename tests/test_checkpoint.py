@@ -43,9 +43,10 @@ class _Evil:
     [
         b"not a checkpoint at all",
         b"",
+        b"\x80\x02random bytes that look like a pickle",
         pickle.dumps({"format": "ajepa-checkpoint", "evil": _Evil()}),
     ],
-    ids=["random-bytes", "empty", "pickled-object"],
+    ids=["random-bytes", "empty", "pickle-prefix", "pickled-object"],
 )
 def test_bad_files_raise_checkpoint_error(tmp_path, content):
     path = tmp_path / "bad.pt"
@@ -63,3 +64,21 @@ def test_foreign_torch_files_are_rejected(tmp_path):
             load_checkpoint(tmp_path / name)
     with pytest.raises(CheckpointError, match="no such"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "last.pt", {"model": {"w": torch.randn(256, 256)}})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="last.pt"):
+        load_checkpoint(path)
+
+
+class _Payload:
+    pass
+
+
+def test_torch_file_with_python_objects_is_refused(tmp_path):
+    torch.save({"format": "ajepa-checkpoint", "version": 1, "obj": _Payload()}, tmp_path / "objects.pt")
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(tmp_path / "objects.pt")
