@@ -2,14 +2,22 @@
 
     .venv/bin/python bench/frontend.py [--threads 2] [--batch 32] [--seconds 10] [--repeats 5]
 
-Times one batch of random 16 kHz clips per repeat (after a warm-up), reports the median as clips/s and
-prints a Markdown table with the ratio to librosa. Thread pools of torch and of numpy's BLAS are both
-limited to ``--threads`` so that the comparison is fair.
+Times one batch of random 16 kHz clips per repeat, after a warm-up, and prints a Markdown table with
+the ratio to librosa. The methods are interleaved (each repeat runs every method once, in a rotated
+order) so that a change in machine load hits all of them alike; the table gives the median and the
+minimum wall time, and the minimum process CPU time (all threads), which is the least sensitive to
+other jobs on a shared machine. Thread pools of torch and of numpy's BLAS are both limited to
+``--threads`` so that the comparison is fair.
+
+The librosa baseline computes the same spectrogram resolution: ``melspectrogram(n_fft=512,
+win_length=400, hop_length=160, window='hann', power=2.0, n_mels=128)`` with librosa's defaults
+otherwise (``center=True``, Slaney mel scale), then ``log(x + 1e-10)``, one clip at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -23,6 +31,8 @@ from torchaudio.compliance import kaldi
 
 from ajepa.features import LogMelFrontend
 
+LIBROSA = "librosa melspectrogram + log (per clip)"
+
 
 def _cpu_model() -> str:
     try:
@@ -35,15 +45,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _time_interleaved(
+    methods: dict[str, Callable[[], object]], warmup: int, repeats: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """``{name: (wall seconds, process CPU seconds)}`` per repeat, the methods run in rotated order."""
+    for fn in methods.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in methods}
+    names = list(methods)
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            methods[name]()
+            times[name][0].append(time.perf_counter() - wall)
+            times[name][1].append(time.process_time() - cpu)
+    return times
 
 
 def main() -> None:
@@ -71,7 +89,8 @@ def main() -> None:
         return [
             np.log(
                 librosa.feature.melspectrogram(
-                    y=clip, sr=sr, n_fft=512, win_length=400, hop_length=160, n_mels=128, power=2.0
+                    y=clip, sr=sr, n_fft=512, win_length=400, hop_length=160, window="hann", n_mels=128,
+                    power=2.0,
                 )
                 + 1e-10
             )
@@ -90,23 +109,31 @@ def main() -> None:
 
     methods = {
         "ajepa LogMelFrontend (batched)": ours,
-        "librosa melspectrogram + log (per clip)": librosa_per_clip,
+        LIBROSA: librosa_per_clip,
         "torchaudio kaldi.fbank (per clip)": kaldi_per_clip,
     }
+    load_before = os.getloadavg()[0]
     with threadpool_limits(limits=args.threads):
-        seconds = {name: _median_seconds(fn, args.warmup, args.repeats) for name, fn in methods.items()}
+        times = _time_interleaved(methods, args.warmup, args.repeats)
+    load_after = os.getloadavg()[0]
 
-    librosa_rate = args.batch / seconds["librosa melspectrogram + log (per clip)"]
+    librosa_wall, librosa_cpu = statistics.median(times[LIBROSA][0]), min(times[LIBROSA][1])
     print(
-        f"{args.batch} clips of {args.seconds:g} s at 16 kHz per batch; median of {args.repeats} repeats "
+        f"{args.batch} clips of {args.seconds:g} s at 16 kHz per batch; {args.repeats} interleaved repeats "
         f"after {args.warmup} warm-up.\n"
-        f"Machine: {_cpu_model()}, {args.threads} threads; torch {torch.__version__}, librosa {librosa.__version__}.\n"
+        f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, {args.threads} threads; load average "
+        f"{load_before:.1f} -> {load_after:.1f}; torch {torch.__version__}, librosa {librosa.__version__}.\n"
+        "librosa: n_fft=512, win_length=400, hop_length=160, window='hann', power=2, n_mels=128, "
+        "center=True, log(x + 1e-10).\n"
     )
-    print("| method | ms / batch | clips/s | vs librosa |")
-    print("|---|---:|---:|---:|")
-    for name, secs in seconds.items():
-        rate = args.batch / secs
-        print(f"| {name} | {secs * 1000:.0f} | {rate:.0f} | {rate / librosa_rate:.2f}x |")
+    print("| method | ms / batch (median) | ms (min) | clips/s | vs librosa | CPU ms (min) | vs librosa, CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, (wall, cpu) in times.items():
+        median, cpu_min = statistics.median(wall), min(cpu)
+        print(
+            f"| {name} | {median * 1000:.0f} | {min(wall) * 1000:.0f} | {args.batch / median:.0f} | "
+            f"{librosa_wall / median:.2f}x | {cpu_min * 1000:.0f} | {librosa_cpu / cpu_min:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,10 +9,16 @@ against itself, as Kaldi) -> symmetric Hann window -> zero-pad to the next power
 -> Kaldi mel banks (20 Hz .. Nyquist) -> log with a float32-epsilon floor -> (x - mean) / (2 std).
 
 Clips shorter than one window are zero-padded to one window (one frame) instead of yielding nothing.
+
+Speed (see docs/BENCHMARKS.md, "Front end"): DC removal and pre-emphasis are applied algebraically while
+the windowed frames are written into one zero-padded buffer; the power spectrum is squared in place and
+its re/im sum is left to the mel product; the mel matrix (about 500 non-zeros of 128 x 257) is applied
+as a few dense blocks, each over only the bins its filters touch; the output is written in place.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +31,8 @@ __all__ = ["FrontendConfig", "LogMelFrontend"]
 
 _PREEMPHASIS = 0.97
 _LOW_FREQ_HZ = 20.0  # Kaldi's default lower edge of the first mel filter
-_CPU_CHUNK_FRAMES = 2048  # frames per CPU chunk (about two 10 s clips)
+_CPU_CHUNK_FRAMES = 2048  # frames per CPU chunk (two 10 s clips): cache-sized buffers, few parallel regions
+_MEL_BLOCKS = 8  # filter groups of the blocked mel product (8 needs ~13% of the dense FLOPs)
 _LOG_FLOOR = torch.finfo(torch.float32).eps  # Kaldi floors energies at float eps before the log
 
 
@@ -56,6 +63,7 @@ class LogMelFrontend(nn.Module):
 
     window: Tensor
     mel_banks: Tensor
+    interleaved_banks: Tensor
 
     def __init__(self, cfg: FrontendConfig = FrontendConfig(), normalize: bool = True) -> None:
         super().__init__()
@@ -75,9 +83,14 @@ class LogMelFrontend(nn.Module):
         # get_mel_banks leaves out the Nyquist bin; Kaldi pads it with a zero column, so do we.
         banks = nn.functional.pad(banks.float(), (0, 1))
         self.register_buffer("mel_banks", banks, persistent=False)  # (F, n_fft // 2 + 1)
-        self.register_buffer(
-            "window", torch.hann_window(self.win_length, periodic=False, dtype=torch.float32), persistent=False
-        )
+        # Each column twice, to apply to the interleaved (re^2, im^2) pairs of view_as_real(spectrum).
+        self.register_buffer("interleaved_banks", banks.repeat_interleave(2, dim=1), persistent=False)
+        self.mel_blocks = _mel_blocks(banks, _MEL_BLOCKS)
+        window = torch.hann_window(self.win_length, periodic=False, dtype=torch.float32)
+        # Kaldi pre-emphasises a frame's first sample against itself; the symmetric Hann window weights
+        # that sample by exactly 0, so the frame buffer's first column is simply left at zero.
+        assert window[0] == 0.0
+        self.register_buffer("window", window, persistent=False)
 
     def num_frames(self, num_samples: int) -> int:
         """Number of frames ``T`` for a clip of ``num_samples`` samples (at least 1)."""
@@ -106,58 +119,80 @@ class LogMelFrontend(nn.Module):
             raise AudioInputError(f"LogMelFrontend expects (B, N) waveforms, got shape {tuple(wav.shape)}")
         if not wav.is_floating_point():
             raise AudioInputError(f"LogMelFrontend expects float waveforms, got {wav.dtype}")
+        if wav.shape[0] == 0:
+            raise AudioInputError("LogMelFrontend got an empty batch")
         wav = wav.to(self.window.dtype)
         if wav.shape[-1] < self.win_length:
             wav = nn.functional.pad(wav, (0, self.win_length - wav.shape[-1]))
 
-        # On CPU a few clips at a time keep the working set in cache and let the allocator reuse buffers;
-        # one huge batch is about 2x slower there. Accelerators get the whole batch in one go.
-        if wav.shape[0] == 0:
-            raise AudioInputError("LogMelFrontend got an empty batch")
-        chunk = wav.shape[0]
+        batch, num_samples = wav.shape
+        num_frames = self.num_frames(num_samples)
+        logmel = wav.new_empty(batch, self.cfg.n_mels, num_frames)
+        # On CPU a few clips at a time keep the working set in cache; accelerators take the whole batch.
+        chunk = batch
         if wav.device.type == "cpu":
-            chunk = max(1, _CPU_CHUNK_FRAMES // self.num_frames(wav.shape[-1]))
-        logmel = torch.cat([self._logmel(part) for part in wav.split(chunk)])
-        if self.normalize:
-            logmel = (logmel - self.cfg.norm_mean) / (2.0 * self.cfg.norm_std)
+            chunk = min(batch, max(1, _CPU_CHUNK_FRAMES // num_frames))
+        # Zeroed once: the first column (see __init__) and the padding past the window are never written.
+        frames = wav.new_zeros(chunk, num_frames, self.n_fft)
+        mel = wav.new_empty(self.cfg.n_mels, chunk * num_frames)
+        for start in range(0, batch, chunk):
+            part = wav[start : start + chunk]
+            out = logmel[start : start + chunk]
+            self._log_mel_into(part, frames[: part.shape[0]], mel[:, : out.shape[0] * num_frames], out)
+            if self.normalize:
+                out.sub_(self.cfg.norm_mean).div_(2.0 * self.cfg.norm_std)
         return logmel
 
-    def _logmel(self, wav: Tensor) -> Tensor:
-        """``(B, N)`` -> unnormalised ``(B, F, T)``."""
-        frames = self._windowed_frames(wav)  # (B, T, n_fft), zero-padded past the window
-        spectrum = torch.view_as_real(torch.fft.rfft(frames))  # (B, T, n_fft // 2 + 1, 2)
-        power = spectrum[..., 0].square()
-        power.addcmul_(spectrum[..., 1], spectrum[..., 1])
-        mel = torch.matmul(power, self.mel_banks.T)  # (B, T, F): one GEMM over all frames
-        return mel.clamp_min_(_LOG_FLOOR).log_().transpose(1, 2)
+    def _log_mel_into(self, wav: Tensor, frames: Tensor, mel: Tensor, out: Tensor) -> None:
+        """``(b, N)`` -> unnormalised log-mel written into ``out`` ``(b, F, T)``.
 
-    def _windowed_frames(self, wav: Tensor) -> Tensor:
-        """``(B, N)`` -> ``(B, T, n_fft)``: DC-removed, pre-emphasised, windowed, zero-padded frames.
-
-        Kaldi removes each frame's mean and then pre-emphasises inside the frame, the first sample
-        against itself. Both are linear, so for frame start ``s`` and mean ``m``:
-        ``y[0] = (1 - a) (x[s] - m)`` and ``y[j] = e[s + j - 1] - (1 - a) m`` for ``j >= 1``, with
-        ``e = x[1:] - a x[:-1]`` pre-emphasised once for the whole clip. Writing into one preallocated
-        buffer matters: on CPU, first-touching fresh large tensors costs more than the arithmetic.
+        ``frames`` ``(b, T, n_fft)`` and ``mel`` ``(F, b T)`` are scratch buffers.
         """
-        batch, num_samples = wav.shape
-        win, hop, a = self.win_length, self.hop_length, _PREEMPHASIS
-        num_frames = self.num_frames(num_samples)
-        starts = torch.arange(num_frames, device=wav.device) * hop
-        means = nn.functional.avg_pool1d(wav.unsqueeze(1), win, hop).transpose(1, 2)  # (B, T, 1)
+        self._write_windowed_frames(wav, frames)
+        # |X|^2 = re^2 + im^2: square the interleaved pairs in place, the mel product sums each pair.
+        squares = torch.view_as_real(torch.fft.rfft(frames)).square_().flatten(-2).flatten(0, 1)  # (b T, 2 K)
+        # Only the non-zero blocks of the mel matrix, each over all frames of the chunk: few, large products.
+        for f0, f1, lo, hi in self.mel_blocks:
+            torch.mm(self.interleaved_banks[f0:f1, lo:hi], squares[:, lo:hi].T, out=mel[f0:f1])
+        torch.log(mel.clamp_min_(_LOG_FLOOR).unflatten(1, out.shape[::2]).transpose(0, 1), out=out)
 
-        frames = wav.new_empty(batch, num_frames, self.n_fft)
-        frames[..., win:] = 0.0
-        emphasized = wav[:, 1:] - a * wav[:, :-1]
-        frames[..., 1:win] = emphasized.unfold(-1, win - 1, hop)[:, :num_frames]
-        frames[..., 0] = (1.0 - a) * wav[:, starts]
-        body = frames[..., :win]
-        body.mul_(self.window)
-        body.addcmul_(means, self.window, value=-(1.0 - a))
-        return frames
+    def _write_windowed_frames(self, wav: Tensor, frames: Tensor) -> None:
+        """Fill ``frames[..., 1:win]`` ``(b, T, n_fft)`` with DC-removed, pre-emphasised, windowed samples.
+
+        Kaldi removes each frame's mean and then pre-emphasises inside the frame. Both are linear, so for
+        frame start ``s`` and mean ``m``: ``y[j] = e[s + j - 1] - (1 - a) m`` for ``j >= 1``, with
+        ``e = x[1:] - a x[:-1]`` pre-emphasised once for the whole clip (``y[0]`` is windowed to 0).
+        """
+        win, hop, a = self.win_length, self.hop_length, _PREEMPHASIS
+        num_frames = frames.shape[1]
+        # Frame sums from sums over blocks of gcd(win, hop) samples: one pass over the clip.
+        block = math.gcd(win, hop)
+        block_sums = wav[:, : (num_frames - 1) * hop + win].unflatten(-1, (-1, block)).sum(-1)
+        frame_sums = block_sums.unfold(-1, win // block, hop // block).sum(-1, keepdim=True)  # (b, T, 1)
+        emphasized = torch.add(wav[:, 1:], wav[:, :-1], alpha=-a)
+        body = frames[..., 1:win]
+        torch.mul(emphasized.unfold(-1, win - 1, hop)[:, :num_frames], self.window[1:], out=body)
+        body.addcmul_(frame_sums, self.window[1:], value=-(1.0 - a) / win)
 
     def extra_repr(self) -> str:
         return (
             f"sample_rate={self.cfg.sample_rate}, n_mels={self.cfg.n_mels}, win={self.win_length}, "
             f"hop={self.hop_length}, n_fft={self.n_fft}, normalize={self.normalize}"
         )
+
+
+def _mel_blocks(banks: Tensor, num_blocks: int) -> list[tuple[int, int, int, int]]:
+    """Split the ``(F, K)`` filters into ``num_blocks`` runs ``(f0, f1, lo, hi)`` of consecutive filters.
+
+    The filters are narrow triangles, so a run touches only bins ``lo // 2 .. hi // 2``: (lo, hi) index
+    the interleaved (re, im) columns. An all-zero run gets an empty range and so a zero output.
+    """
+    num_filters = banks.shape[0]
+    num_blocks = min(num_blocks, num_filters)
+    blocks = []
+    for i in range(num_blocks):
+        f0, f1 = i * num_filters // num_blocks, (i + 1) * num_filters // num_blocks
+        bins = banks[f0:f1].ne(0).any(0).nonzero().flatten().tolist()
+        lo, hi = (bins[0], bins[-1] + 1) if bins else (0, 0)
+        blocks.append((f0, f1, 2 * lo, 2 * hi))
+    return blocks
