@@ -1,0 +1,286 @@
+"""Fast, in-process tests of the training loop: config composition, schedules wiring, loop outputs, resume.
+
+Runs use a tiny setup (mini model cut to one layer, 1 s clips, batch 4, no workers) so each takes seconds.
+Subprocess runs (CLI, SIGKILL + resume, DDP, torch.compile) are in test_train_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ajepa.checkpoint import load_checkpoint
+from ajepa.errors import ConfigError
+from ajepa.masking import MaskCollator, MaskingConfig
+from ajepa.models import ENCODER_SIZES
+from ajepa.monitors import CollapseError
+from ajepa.plots import mask_grid
+from ajepa.train import compose_config
+from ajepa.trainer import (
+    ShardedMaskCollate,
+    apply_hyperparams,
+    build_model,
+    build_optimizer,
+    hyperparams_at,
+    run_config_from_dict,
+    train,
+)
+
+TINY = [
+    "model.encoder.depth=1", "model.predictor.depth=1", "data.clip_seconds=1.0", "data.batch_size=4",
+    "data.num_workers=0", "data.synthetic_size=64", "trainer.log_every=1", "trainer.progress=false",
+    "trainer.tensorboard=false", "trainer.plots=false",
+]
+
+
+def tiny(*overrides: str):
+    return compose_config([*TINY, *overrides])
+
+
+def losses(result) -> list[float]:
+    return [r["loss"] for r in result.records]
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+def test_overrides_compose_into_typed_configs(tmp_path):
+    cfg = compose_config(["model=tiny", f"data.root={tmp_path}", "trainer.max_steps=100", "objective=mae",
+                          "masking=curriculum", "seed=3", "resume=true", "trainer.accumulate=2"])
+    assert cfg.model.encoder == ENCODER_SIZES["tiny"]
+    assert cfg.data.source == "folder" and cfg.data.root == str(tmp_path)
+    assert cfg.objective.name == "mae"
+    assert cfg.masking.strategy == "curriculum"
+    # The curriculum clock is the global batch index: max_steps * accumulate batches.
+    assert cfg.masking.curriculum_steps == 200
+    assert (cfg.seed, cfg.resume, cfg.trainer.max_steps) == (3, True, 100)
+
+
+def test_relative_data_root_is_made_absolute(tmp_path, monkeypatch):
+    (tmp_path / "audio").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert compose_config(["data.root=audio"]).data.root == str(tmp_path / "audio")
+
+
+@pytest.mark.parametrize("size", sorted(ENCODER_SIZES))
+def test_model_groups_match_encoder_presets(size):
+    assert compose_config([f"model={size}"]).model.encoder == ENCODER_SIZES[size]
+
+
+def test_defaults_are_synthetic_mini_jepa():
+    cfg = compose_config()
+    assert (cfg.model.name, cfg.data.source, cfg.objective.name) == ("mini", "synthetic", "jepa")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data=folder"], "data.root"),
+    (["data=shards"], "data.root"),
+    (["+trainer.bogus=1"], "bogus"),
+    (["trainer.precision=fp16"], "precision"),
+    (["masking.strategy=diagonal"], "strategy"),
+])
+def test_bad_configs_raise_config_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_config(overrides)
+
+
+def test_effective_config_round_trips():
+    cfg = tiny("data.root=/some/where")
+    assert run_config_from_dict(asdict(cfg)) == cfg
+
+
+# ---------------------------------------------------------------------------------------- schedules
+
+
+def test_schedules_reach_their_endpoints():
+    optim = tiny("optim.start_lr=1e-5", "optim.lr=1e-3", "optim.min_lr=1e-6", "optim.warmup_steps=10").optim
+    assert hyperparams_at(0, optim, 100).lr == pytest.approx(1e-5)
+    assert hyperparams_at(10, optim, 100).lr == pytest.approx(1e-3)
+    end = hyperparams_at(100, optim, 100)
+    assert end.lr == pytest.approx(1e-6)
+    assert (end.weight_decay, end.momentum) == pytest.approx((0.4, 1.0))
+    start = hyperparams_at(0, optim, 100)
+    assert (start.weight_decay, start.momentum) == pytest.approx((0.04, 0.996))
+    lrs = [hyperparams_at(s, optim, 100).lr for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_weight_decay_schedule_spares_norms_and_biases():
+    cfg = tiny()
+    model = build_model(cfg, torch.device("cpu"))
+    optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
+    apply_hyperparams(optimizer, hyperparams_at(50, cfg.optim, 100))
+    decay = {g["name"]: g["weight_decay"] for g in optimizer.param_groups}
+    assert decay["no_decay"] == 0.0
+    assert decay["decay"] == pytest.approx(0.04 + 0.5 * (0.4 - 0.04))
+    assert all(g["lr"] == pytest.approx(hyperparams_at(50, cfg.optim, 100).lr) for g in optimizer.param_groups)
+
+
+def test_model_init_depends_only_on_seed():
+    state = torch.random.get_rng_state()
+    a = build_model(tiny("seed=1"), torch.device("cpu")).state_dict()
+    torch.manual_seed(12345)  # the caller's global RNG must not matter
+    b = build_model(tiny("seed=1"), torch.device("cpu")).state_dict()
+    c = build_model(tiny("seed=2"), torch.device("cpu")).state_dict()
+    torch.random.set_rng_state(state)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+# -------------------------------------------------------------------------------------- data / masks
+
+
+def test_rank_collates_together_equal_the_single_process_batch():
+    grid = (8, 7)
+    collator = MaskCollator(MaskingConfig(), grid, seed=5)
+    samples = [{"wav": torch.full((400,), float(i)), "length": 400, "batch_index": 9, "path": f"clip{i}"}
+               for i in range(4)]
+    whole = ShardedMaskCollate(collator)(samples)
+    parts = [ShardedMaskCollate(collator, rank, 2)(samples[2 * rank:2 * rank + 2]) for rank in range(2)]
+    for key in ("wav", "context_idx", "target_idx"):
+        assert torch.equal(torch.cat([p[key] for p in parts]), whole[key])
+
+
+def test_mask_grid_uses_time_major_token_order():
+    grid = (3, 4)  # F_p = 3, T_p = 4
+    labels = mask_grid(grid, torch.tensor([0, 1]), torch.tensor([[3 * 2 + 1]]))  # token (f=1, t=2)
+    assert labels.shape == grid
+    assert labels[0, 0] == 1 and labels[1, 0] == 1
+    assert labels[1, 2] == 2
+    assert (labels > 0).sum() == 3
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+
+def test_run_writes_metrics_checkpoint_and_plots(tmp_path):
+    cfg = tiny("trainer.max_steps=3", "trainer.checkpoint_every=2", "trainer.keep_step_checkpoints=true",
+               "trainer.plots=true", "trainer.tensorboard=true")
+    rng_before = torch.random.get_rng_state()
+    result = train(cfg, tmp_path)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert {"step", "loss", "lr", "wd", "momentum", "target_std", "effective_rank", "clips_per_s"} <= set(r)
+        assert np.isfinite(r["loss"]) and r["effective_rank"] >= 1.0
+    assert records[0]["momentum"] < records[-1]["momentum"]
+
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")  # weights_only=True inside
+    assert ckpt["step"] == 3
+    assert {"model", "optimizer", "rng", "data", "config", "frontend", "encoder", "clip_seconds"} <= set(ckpt)
+    prefixes = {k.split(".")[0] for k in ckpt["model"]}
+    assert prefixes == {"context_encoder", "target_encoder", "predictor"}
+    assert ckpt["encoder"] == asdict(cfg.model.encoder) and ckpt["clip_seconds"] == 1.0
+    assert ckpt["data"]["global_batch_index"] == 3
+    assert run_config_from_dict(ckpt["config"]) == cfg
+    assert (tmp_path / "checkpoints" / "step_000002.pt").is_file()
+
+    for name in ("loss", "rank", "masks"):
+        path = tmp_path / "plots" / f"{name}.png"
+        assert result.plots[name] == path and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    assert result.checkpoint.is_absolute() and result.final_loss == records[-1]["loss"]
+
+
+def test_resume_from_step_checkpoint_repeats_the_tail(tmp_path):
+    args = ["trainer.max_steps=4", "trainer.checkpoint_every=2", "trainer.keep_step_checkpoints=true",
+            "model.encoder.drop_path=0.2"]  # drop-path makes the per-step RNG part of what must match
+    full = train(tiny(*args), tmp_path / "full")
+    step2 = tmp_path / "full" / "checkpoints" / "step_000002.pt"
+    resumed = train(tiny(*args, f"resume={step2}"), tmp_path / "resumed")
+    assert [r["step"] for r in resumed.records] == [3, 4]
+    assert losses(resumed) == losses(full)[2:]
+
+
+def test_resume_true_without_checkpoint_explains(tmp_path):
+    with pytest.raises(ConfigError, match="hydra.run.dir"):
+        train(tiny("resume=true"), tmp_path)
+
+
+def test_resume_refuses_a_different_global_batch(tmp_path):
+    train(tiny("trainer.max_steps=1"), tmp_path)
+    with pytest.raises(ConfigError, match="global batch"):
+        train(tiny("trainer.max_steps=2", "data.batch_size=2", "resume=true"), tmp_path)
+
+
+def test_accumulation_consumes_batches_per_step(tmp_path):
+    result = train(tiny("trainer.max_steps=2", "trainer.accumulate=2"), tmp_path)
+    assert load_checkpoint(result.checkpoint)["data"]["global_batch_index"] == 4
+
+
+def test_bf16_autocast_and_mae_objective_run_on_cpu(tmp_path):
+    result = train(tiny("trainer.max_steps=1", "trainer.precision=bf16", "objective=mae"), tmp_path)
+    assert np.isfinite(result.final_loss)
+    assert not any(k.startswith("target_encoder.") for k in load_checkpoint(result.checkpoint)["model"])
+
+
+def test_collapse_guard_aborts_after_checkpoint(tmp_path):
+    cfg = tiny("trainer.max_steps=5", "trainer.collapse.threshold=1e9", "trainer.collapse.patience=2",
+               "trainer.collapse.abort=true")
+    with pytest.raises(CollapseError):
+        train(cfg, tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_folder_source_skips_and_reports_unreadable_files(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        sf.write(audio / f"clip{i}.wav", (0.1 * rng.standard_normal(8000 + 2000 * i)).astype(np.float32), 16000)
+    (audio / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    # 6 files, batch 6: every step reads every file, including the broken one.
+    result = train(tiny("trainer.max_steps=2", f"data.root={audio}", "data.batch_size=6"), tmp_path / "run")
+    assert result.skipped_files == [str(audio / "broken.wav")]
+    assert all(np.isfinite(losses(result)))
+
+
+def test_shards_source_trains_and_resumes_exactly(tmp_path):
+    from ajepa.data.shard import write_shards
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        sf.write(audio / f"clip{i:02d}.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32), 16000)
+    write_shards(audio, tmp_path / "shards", shard_size=4, progress=False)
+    args = ["data=shards", f"data.root={tmp_path / 'shards'}", "data.shuffle_buffer=4", "trainer.max_steps=4",
+            "trainer.checkpoint_every=2", "trainer.keep_step_checkpoints=true"]
+    full = train(tiny(*args), tmp_path / "full")
+    step2 = tmp_path / "full" / "checkpoints" / "step_000002.pt"
+    resumed = train(tiny(*args, f"resume={step2}"), tmp_path / "resumed")
+    assert losses(resumed) == losses(full)[2:]
+
+
+def test_dist_info_from_torchrun_or_slurm_environment():
+    from ajepa.distributed import env_dist_info, rendezvous_url
+
+    torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "SLURM_NTASKS": "8", "SLURM_PROCID": "5"}
+    assert (env_dist_info(torchrun).rank, env_dist_info(torchrun).world_size) == (3, 4)
+    assert rendezvous_url(torchrun) == "env://"
+    slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123",
+             "MASTER_ADDR": "node7"}
+    info = env_dist_info(slurm)
+    assert (info.rank, info.world_size, info.local_rank, info.is_main) == (5, 8, 1, False)
+    assert rendezvous_url(slurm) == "tcp://node7:20123"
+    assert not env_dist_info({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}).enabled
+
+
+def test_cpu_threads_leave_cores_to_the_data_workers(monkeypatch):
+    from ajepa.trainer import cpu_thread_count
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert cpu_thread_count("auto", num_workers=2, procs_per_node=1) == 6
+    assert cpu_thread_count("auto", num_workers=1, procs_per_node=2) == 3
+    assert cpu_thread_count("auto", num_workers=9, procs_per_node=1) == 1
+    assert cpu_thread_count(3, num_workers=2, procs_per_node=1) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert cpu_thread_count("auto", num_workers=2, procs_per_node=1) is None
