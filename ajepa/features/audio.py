@@ -21,6 +21,7 @@ Bad input raises :class:`ajepa.errors.AudioInputError` naming the source and the
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -94,7 +95,14 @@ def resample(wav: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
         raise AudioInputError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
     if orig_sr == target_sr:
         return wav
-    return torchaudio.functional.resample(wav, orig_sr, target_sr)
+    return _resampler(orig_sr, target_sr).to(wav.device)(wav)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(orig_sr: int, target_sr: int) -> torchaudio.transforms.Resample:
+    # Building the windowed-sinc kernel costs more than applying it to a few seconds of audio (e.g. 44.1 -> 16 kHz
+    # has 441 phases), and a corpus has only a handful of distinct rates: build each kernel once per process.
+    return torchaudio.transforms.Resample(orig_sr, target_sr)
 
 
 def load_audio(
