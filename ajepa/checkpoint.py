@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from ajepa.errors import CheckpointError
+from ajepa.io import atomic_write
 
 CHECKPOINT_FORMAT = "ajepa-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -27,21 +27,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
     The ``format`` and ``version`` keys are filled in when absent, so every file this writes is recognisable.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -73,17 +60,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {version!r} is newer than this ajepa ({CHECKPOINT_VERSION})")
     return state
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is flushed; not every platform allows opening a folder.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +30,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from ajepa.io import atomic_write
 from ajepa.errors import AudioInputError, CheckpointError
 from ajepa.features.audio import list_audio_files, load_audio
 from ajepa.inference import load
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         arrays["frame_times"] = np.concatenate(times) if times else np.zeros(0)
         arrays["frame_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     out = Path(args.out)
-    _save_npz(out, arrays)
+    # Through a file object so numpy does not append ".npz" to the temporary name.
+    atomic_write(out, lambda tmp: _savez(tmp, arrays))
 
     print(f"embedded {len(embedded)} file(s) -> {out}" + (f"; {len(failures)} failed:" if failures else ""),
           file=sys.stderr)
@@ -156,17 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if embedded else 1
 
 
-def _save_npz(out: Path, arrays: dict[str, np.ndarray]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Through a file object so numpy does not append ".npz" to the name; rename so readers never see half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 class _CallableModule(types.ModuleType):

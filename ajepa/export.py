@@ -18,7 +18,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ajepa.checkpoint import load_checkpoint
+from ajepa.io import atomic_write
 from ajepa.errors import CheckpointError, ConfigError
 from ajepa.features.logmel import FrontendConfig
 from ajepa.models.sizes import EncoderConfig
@@ -56,9 +56,9 @@ def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os
     weights.parent.mkdir(parents=True, exist_ok=True)
     # safetensors refuses views that share storage; owned contiguous CPU copies are always accepted.
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in state.items()}
-    _atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT}))
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT}))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return weights
 
 
@@ -170,18 +170,6 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError, OSError, header parse errors: all mean "not valid weights"
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
-
-
-def _atomic_write(path: Path, write) -> None:
-    # A partial model file would load as a confusing error later; write beside it and rename.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from ajepa.io import atomic_write
 
 __all__ = ["ClipEmbedder", "default_cache_root", "default_cache_dir", "cache_key", "cached_embeddings"]
 
@@ -71,17 +72,10 @@ def cache_key(model_key: str, paths: Sequence[str], pooling: str, sample_rate: i
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _atomic_write(dest: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    # Through a file object so numpy does not append ".npz" to the temporary name.
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _load(npz: Path, paths: list[str]) -> np.ndarray | None:
@@ -141,10 +135,10 @@ def cached_embeddings(
     if not np.all(np.isfinite(emb)):
         raise ValueError(f"embedder {embedder.key!r} returned NaN or inf embeddings")
     seconds = time.perf_counter() - t0
-    _atomic_write(npz, lambda f: np.savez(f, embeddings=emb, paths=np.array(unique, dtype=str)))
+    atomic_write(npz, lambda tmp: _savez(tmp, embeddings=emb, paths=np.array(unique, dtype=str)))
     info = {"key": key, "model": embedder.key, "pooling": pooling, "sample_rate": int(embedder.sample_rate),
             "n_files": len(unique), "dim": int(emb.shape[1]), "embed_seconds": round(seconds, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _atomic_write(meta, lambda f: f.write(json.dumps(info, indent=2).encode()))
+    atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"))
     index = {p: i for i, p in enumerate(unique)}
     return emb[[index[p] for p in paths]]

@@ -36,13 +36,14 @@ import os
 import re
 import sys
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from ajepa.io import atomic_write
 from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import list_audio_files
 
@@ -210,19 +211,6 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _atomic_write(final: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temporary file next to ``final``, fsync it, then rename it into place."""
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_shard(path: Path, samples: list[tuple[str, str, bytes, bytes]]) -> ShardInfo:
     """Write ``(key, ext, audio bytes, json bytes)`` samples into the tar ``path`` atomically."""
 
@@ -232,7 +220,7 @@ def _write_shard(path: Path, samples: list[tuple[str, str, bytes, bytes]]) -> Sh
                 _add_member(tar, f"{key}.{ext}", audio)
                 _add_member(tar, f"{key}.json", meta)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return ShardInfo(name=path.name, count=len(samples), bytes=path.stat().st_size, sha256=_sha256_file(path))
 
 
@@ -348,7 +336,7 @@ def write_shards(
         "shards": [asdict(s) for s in report.shards],
         "skipped": report.skipped,
     }
-    _atomic_write(out / INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=1) + "\n", "utf-8"))
+    atomic_write(out / INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=1) + "\n", "utf-8"))
     # Only now that the new index is in place: drop shards of an older, larger set that it no longer lists.
     keep = {s.name for s in report.shards}
     for name in existing:
