@@ -9,7 +9,7 @@ Examples::
     torchrun --nproc_per_node=4 -m ajepa.train model=small data.root=/data/audioset   # DDP
 
 This module is only the Hydra layer: it composes the config, makes paths absolute, hands a typed
-:class:`~ajepa.trainer.RunConfig` to :func:`ajepa.trainer.train` and prints where the outputs went.
+:class:`~ajepa.config.RunConfig` to :func:`ajepa.trainer.train` and prints where the outputs went.
 See docs/TRAINING.md.
 """
 
@@ -27,7 +27,8 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from ajepa.distributed import env_dist_info
-from ajepa.trainer import RunConfig, TrainResult, run_config_from_dict, train
+from ajepa.config import RunConfig, run_config_from_dict
+from ajepa.trainer import TrainResult, train
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

@@ -20,13 +20,12 @@ index advances by one per micro-batch step of all ranks together; one optimiser 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,197 +36,34 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ajepa import distributed as D
-from ajepa.checkpoint import load_checkpoint, save_checkpoint
+from ajepa.config import DataConfig, OptimConfig, RunConfig
 from ajepa.data import AudioClipDataset, BatchIndexSampler, SyntheticAudioDataset, collate_clips, make_loader
 from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
-from ajepa.errors import CheckpointError, ConfigError
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.features.patches import grid_shape, patchify
-from ajepa.masking import MaskCollator, MaskingConfig
-from ajepa.models import AudioJEPA, EncoderConfig, ObjectiveConfig, PredictorConfig
+from ajepa.masking import MaskCollator
+from ajepa.models import AudioJEPA
 from ajepa.monitors import CollapseError, CollapseGuard, effective_rank
+from ajepa.run_io import (
+    MetricsLogger,
+    RunPaths,
+    checkpoint_state,
+    format_record,
+    resolve_resume,
+    restore_checkpoint,
+    save_training_checkpoint,
+    warn_config_drift,
+    write_plots,
+)
 from ajepa.schedules import linear_schedule, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CollapseConfig", "DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainerConfig",
-    "DataPosition", "RunPaths", "ShardedMaskCollate", "StepHyper", "TrainResult", "TrainState",
-    "run_config_from_dict", "build_model", "build_frontend", "clip_grid", "build_dataset", "build_loader",
-    "build_optimizer", "hyperparams_at", "train_step", "checkpoint_state", "restore_checkpoint",
-    "resolve_resume", "train", "warn_config_drift",
+    "DataPosition", "ShardedMaskCollate", "StepHyper", "TrainResult", "TrainState", "build_model",
+    "build_frontend", "clip_grid", "build_dataset", "build_loader", "build_optimizer", "hyperparams_at",
+    "train_step", "train",
 ]
-
-PRECISIONS = ("auto", "bf16", "fp32")
-SOURCES = ("synthetic", "folder", "shards")
-
-
-# --------------------------------------------------------------------------------------------- config
-
-
-@dataclass
-class DataConfig:
-    """Where clips come from and how they are batched (``configs/data/*.yaml``)."""
-
-    source: str = "synthetic"
-    root: str | None = None
-    synthetic_size: int = 2048
-    clip_seconds: float = 1.0
-    batch_size: int = 16
-    num_workers: int = 1
-    gain_db: tuple[float, float] | None = (-6.0, 6.0)
-    random_crop: bool = True
-    drop_last: bool = True
-    shuffle_buffer: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.root is not None and self.source == "synthetic":
-            # The one-override promise: `data.root=...` alone means "train on these files".
-            self.source = "folder"
-        if self.source not in SOURCES:
-            raise ConfigError(f"data.source must be one of {SOURCES}, got {self.source!r}")
-        if self.source != "synthetic" and not self.root:
-            what = "folder or manifest of audio files" if self.source == "folder" else "folder of tar shards"
-            raise ConfigError(f"data={self.source} needs data.root=<{what}>")
-        if self.batch_size < 1 or self.clip_seconds <= 0 or self.num_workers < 0 or self.synthetic_size < 1:
-            raise ConfigError(f"invalid data config: batch_size={self.batch_size}, clip_seconds={self.clip_seconds}"
-                              f", num_workers={self.num_workers}, synthetic_size={self.synthetic_size}")
-        if self.gain_db is not None:
-            self.gain_db = (float(self.gain_db[0]), float(self.gain_db[1]))
-
-
-@dataclass
-class OptimConfig:
-    """AdamW and its per-step schedules (``configs/optim/adamw.yaml``)."""
-
-    lr: float = 5e-4
-    start_lr: float = 0.0
-    min_lr: float = 1e-6
-    warmup_steps: int | None = None
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.04
-    final_weight_decay: float = 0.4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    ema_momentum: float = 0.996
-    final_ema_momentum: float = 1.0
-    fused: str | bool = "auto"
-
-    def __post_init__(self) -> None:
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if self.fused not in ("auto", True, False):
-            raise ConfigError(f"optim.fused must be auto, true or false, got {self.fused!r}")
-        if not 0.0 <= self.warmup_fraction <= 1.0:
-            raise ConfigError(f"optim.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
-
-    def warmup(self, max_steps: int) -> int:
-        """Warm-up length in steps."""
-        if self.warmup_steps is not None:
-            return int(self.warmup_steps)
-        return int(round(self.warmup_fraction * max_steps))
-
-
-@dataclass
-class CollapseConfig:
-    """Settings of :class:`ajepa.monitors.CollapseGuard`."""
-
-    threshold: float = 1.5
-    patience: int = 20
-    abort: bool = False
-
-
-@dataclass
-class TrainerConfig:
-    """Loop length, cadences and execution switches (``configs/trainer/default.yaml``)."""
-
-    max_steps: int = 300
-    accumulate: int = 1
-    log_every: int = 10
-    checkpoint_every: int = 100
-    keep_step_checkpoints: bool = False
-    precision: str = "auto"
-    compile: bool = False
-    compile_backend: str = "inductor"
-    cpu_threads: int | str = "auto"
-    deterministic: bool = False
-    progress: bool = True
-    tensorboard: bool = True
-    plots: bool = True
-    collapse: CollapseConfig = field(default_factory=CollapseConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.collapse, Mapping):
-            self.collapse = _build(CollapseConfig, "trainer.collapse", self.collapse)
-        if min(self.max_steps, self.accumulate, self.log_every, self.checkpoint_every) < 1:
-            raise ConfigError("trainer.max_steps, accumulate, log_every and checkpoint_every must be >= 1")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
-
-
-@dataclass
-class ModelConfig:
-    """Encoder and predictor sizes (``configs/model/*.yaml``)."""
-
-    name: str
-    encoder: EncoderConfig
-    predictor: PredictorConfig
-
-
-@dataclass
-class RunConfig:
-    """Everything one training run needs, typed."""
-
-    model: ModelConfig
-    objective: ObjectiveConfig
-    masking: MaskingConfig
-    frontend: FrontendConfig
-    data: DataConfig
-    optim: OptimConfig
-    trainer: TrainerConfig
-    seed: int = 0
-    device: str = "auto"
-    resume: bool | str = False
-
-
-def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
-    """``cls(**values)`` with a ConfigError that names the section for unknown or missing keys."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in config section {section!r}; known: {sorted(known)}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"config section {section!r}: {exc}") from None
-
-
-def run_config_from_dict(cfg: Mapping[str, Any]) -> RunConfig:
-    """Turn a composed config (a plain dict, e.g. ``OmegaConf.to_container(cfg, resolve=True)``) into a
-    :class:`RunConfig`, validating every section. ``masking.curriculum_steps: null`` becomes the run's
-    number of micro-batch steps (the collator's curriculum clock is the global batch index)."""
-    missing = [k for k in ("model", "objective", "masking", "frontend", "data", "optim", "trainer") if k not in cfg]
-    if missing:
-        raise ConfigError(f"config is missing section(s) {missing}")
-    trainer = _build(TrainerConfig, "trainer", cfg["trainer"])
-    masking = dict(cfg["masking"])
-    if masking.get("curriculum_steps") is None:
-        masking["curriculum_steps"] = trainer.max_steps * trainer.accumulate
-    model = cfg["model"]
-    return RunConfig(
-        model=ModelConfig(name=str(model.get("name", "custom")),
-                          encoder=_build(EncoderConfig, "model.encoder", model["encoder"]),
-                          predictor=_build(PredictorConfig, "model.predictor", model["predictor"])),
-        objective=_build(ObjectiveConfig, "objective", cfg["objective"]),
-        masking=_build(MaskingConfig, "masking", masking),
-        frontend=_build(FrontendConfig, "frontend", cfg["frontend"]),
-        data=_build(DataConfig, "data", cfg["data"]),
-        optim=_build(OptimConfig, "optim", cfg["optim"]),
-        trainer=trainer,
-        seed=int(cfg.get("seed", 0)),
-        device=str(cfg.get("device", "auto")),
-        resume=cfg.get("resume", False),
-    )
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -468,190 +304,6 @@ def step_metrics(out: StepOutput, info: D.DistInfo) -> dict[str, float]:
     return {"loss": loss, "target_std": std, "effective_rank": rank, "grad_norm": grad_norm}
 
 
-# ---------------------------------------------------------------------------------------- run outputs
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """The files of a run directory (docs/CONTRACTS.md, "Run directory")."""
-
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tb"
-
-    @property
-    def plots(self) -> Path:
-        return self.root / "plots"
-
-
-class MetricsLogger:
-    """Per-step records to ``metrics.jsonl``, TensorBoard and the console (rank 0 only).
-
-    On resume, records past ``start_step`` (written after the checkpoint by the interrupted run) are dropped
-    from the jsonl and TensorBoard purges them too, so the curves have no duplicated steps.
-    """
-
-    def __init__(self, paths: RunPaths, start_step: int, tensorboard: bool) -> None:
-        self.paths = paths
-        paths.root.mkdir(parents=True, exist_ok=True)
-        kept = _read_jsonl(paths.metrics, max_step=start_step) if start_step > 0 else []
-        with open(paths.metrics, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        self.records: list[dict] = kept
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # slow import; only when asked for
-
-            self.writer = SummaryWriter(str(paths.tensorboard), purge_step=start_step + 1 if start_step else None)
-
-    def log(self, record: dict) -> None:
-        """Append one record (must hold ``step``)."""
-        self.records.append(record)
-        with open(self.paths.metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"train/{key}", value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _read_jsonl(path: Path, max_step: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return [r for r in records if r.get("step", 0) <= max_step]
-
-
-def format_record(record: dict, max_steps: int) -> str:
-    """One console line for a metrics record."""
-    return (f"step {record['step']}/{max_steps} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
-            f"wd {record['wd']:.3f} | ema {record['momentum']:.4f} | std {record['target_std']:.3f} | "
-            f"rank {record['effective_rank']:.1f} | {record['clips_per_s']:.1f} clips/s")
-
-
-# --------------------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, data_position: DataPosition,
-                     guard: CollapseGuard) -> dict[str, Any]:
-    """The checkpoint dict of docs/CONTRACTS.md (tensors and plain values only).
-
-    ``config`` is the effective run config (``asdict(cfg)``: defaults filled in, ``data.root`` absolute and
-    the source it implies), which :func:`run_config_from_dict` reads back.
-    """
-    global_batch_index = state.step * cfg.trainer.accumulate
-    epoch, batch_in_epoch = data_position.position(global_batch_index)
-    return {
-        "step": state.step,
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        # All randomness is a pure function of (seed, position); see the module docstring.
-        "rng": {"seed": cfg.seed, "scheme": "per-position (seed, batch_index) / (seed, rank, step)"},
-        "data": {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "global_batch_index": global_batch_index,
-                 "batch_size": cfg.data.batch_size, "world_size": info.world_size,
-                 "accumulate": cfg.trainer.accumulate},
-        "collapse_guard": guard.state_dict(),
-        "config": asdict(cfg),
-        "frontend": asdict(cfg.frontend),
-        "encoder": asdict(cfg.model.encoder),
-        "clip_seconds": float(cfg.data.clip_seconds),
-    }
-
-
-def save_training_checkpoint(paths: RunPaths, ckpt: dict[str, Any], keep_step: bool) -> Path:
-    """Write ``last.pt`` atomically (and ``step_XXXXXX.pt`` when asked)."""
-    path = save_checkpoint(paths.last_checkpoint, ckpt)
-    if keep_step:
-        save_checkpoint(paths.checkpoints / f"step_{ckpt['step']:06d}.pt", ckpt)
-    return path
-
-
-def resolve_resume(resume: bool | str | None, paths: RunPaths) -> Path | None:
-    """The checkpoint to resume from, or None to start fresh.
-
-    ``true``: this run directory's ``checkpoints/last.pt`` (error if absent: a new Hydra run directory was
-    probably created; pass ``hydra.run.dir``). ``auto``: that file if it exists, else start fresh (for
-    requeued jobs). A path: a checkpoint file, or a run directory holding ``checkpoints/last.pt``.
-    """
-    if resume in (None, False, "false", ""):
-        return None
-    if resume in (True, "true", "auto"):
-        if paths.last_checkpoint.is_file():
-            return paths.last_checkpoint
-        if resume == "auto":
-            return None
-        raise ConfigError(
-            f"resume=true but {paths.last_checkpoint} does not exist. Point at the run to continue: "
-            f"`hydra.run.dir=<run folder> resume=true`, or `resume=<run folder or .pt file>`; "
-            f"`resume=auto` starts fresh when there is nothing to resume.")
-    path = Path(str(resume))
-    if path.is_dir():
-        path = RunPaths(path).last_checkpoint
-    if not path.is_file():
-        raise ConfigError(f"resume={resume!r}: no checkpoint at {path}")
-    return path
-
-
-def restore_checkpoint(path: Path, state: TrainState, cfg: RunConfig, info: D.DistInfo,
-                       guard: CollapseGuard) -> dict[str, Any]:
-    """Load model, optimiser, step and collapse-guard state from ``path``; return the checkpoint dict.
-
-    The global batch must be unchanged (the data position and the schedules count in its units). A different
-    split of it (batch size vs world size vs accumulation) is allowed but changes which clips land where.
-    """
-    ckpt = load_checkpoint(path)
-    data = ckpt.get("data", {})
-    old = data.get("batch_size", 0) * data.get("world_size", 0) * data.get("accumulate", 0)
-    new = cfg.data.batch_size * info.world_size * cfg.trainer.accumulate
-    if old != new:
-        raise ConfigError(f"cannot resume {path}: its global batch was {old} clips, this run's is {new} "
-                          f"(data.batch_size * world_size * trainer.accumulate must stay the same)")
-    if (data["batch_size"], data["world_size"]) != (cfg.data.batch_size, info.world_size):
-        logger.warning("resuming with a different batch split (%s x %s -> %s x %s): same global batch, "
-                       "but not the same clips per step as the original run", data["batch_size"],
-                       data["world_size"], cfg.data.batch_size, info.world_size)
-    try:
-        state.model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit this model config ({exc})") from None
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.step = int(ckpt["step"])
-    if "collapse_guard" in ckpt:
-        guard.load_state_dict(ckpt["collapse_guard"])
-    return ckpt
-
-
-def warn_config_drift(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Log (and return) the config sections that differ between a checkpoint and this run.
-
-    Changes are allowed (a longer ``trainer.max_steps`` is the usual one) but worth a line in the log.
-    """
-    changed = [k for k in ("model", "objective", "masking", "data", "optim", "trainer", "frontend", "seed")
-               if k in saved and k in current and saved[k] != current[k]]
-    if changed:
-        logger.warning("resuming with changed config section(s) %s", changed)
-    return changed
-
-
 # ------------------------------------------------------------------------------------------- the loop
 
 
@@ -872,16 +524,3 @@ class _Run:
             metrics=self.paths.metrics, tensorboard=self.paths.tensorboard if self.cfg.trainer.tensorboard else None,
             plots=plots, steps=self.state.step, seconds=time.perf_counter() - self.t_start,
             final_loss=records[-1]["loss"] if records else None, skipped_files=skipped, records=records)
-
-
-def write_plots(paths: RunPaths, records: list[dict], sample: dict[str, Any] | None, cfg: RunConfig) -> dict[str, Path]:
-    """``plots/loss.png``, ``plots/rank.png`` and (when a step ran) ``plots/masks.png``."""
-    from ajepa import plots  # matplotlib is only needed here
-
-    written = {"loss": plots.plot_loss(records, paths.plots / "loss.png"),
-               "rank": plots.plot_rank(records, paths.plots / "rank.png")}
-    if sample is not None:
-        written["masks"] = plots.plot_masks(sample["spec"], sample["grid"], cfg.model.encoder.patch,
-                                            sample["context_idx"], sample["target_idx"], paths.plots / "masks.png",
-                                            hop_ms=cfg.frontend.hop_ms)
-    return written

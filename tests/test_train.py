@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from ajepa.checkpoint import load_checkpoint
+from ajepa.config import run_config_from_dict
 from ajepa.errors import ConfigError
 from ajepa.masking import MaskCollator, MaskingConfig
 from ajepa.models import ENCODER_SIZES
@@ -27,7 +28,6 @@ from ajepa.trainer import (
     build_model,
     build_optimizer,
     hyperparams_at,
-    run_config_from_dict,
     train,
 )
 
