@@ -4,6 +4,8 @@
   log-mel (the project's own frontend), 2 x 128 = 256 dimensions. A classical, training-free floor.
 - :func:`random_init_embedder`: an encoder of the same size with random weights
   (``ajepa.inference.Embedder.from_config``), the floor that isolates what pretraining adds.
+  ``random:PATH[:SEED]`` (:func:`resolve_model`) builds it with the encoder, front end and ``clip_seconds``
+  of a trained model, so that it differs from that model in nothing but the weights.
 - :func:`load_model_embedder`: trained weights (``ajepa.inference.load``), cache-keyed by a hash of the
   weight files, so retrained weights never reuse stale embeddings.
 
@@ -27,6 +29,7 @@ __all__ = [
     "EmbedderAdapter",
     "random_init_embedder",
     "load_model_embedder",
+    "random_like_model",
     "weights_fingerprint",
     "resolve_model",
     "resolve_baseline",
@@ -121,7 +124,10 @@ def random_init_embedder(size: str | Any, *, seed: int = 0, clip_seconds: float 
         name = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:12]
     fe = frontend_config if frontend_config is not None else FrontendConfig()
     emb = Embedder.from_config(cfg, frontend=fe, clip_seconds=clip_seconds, seed=seed, device=device)
-    return EmbedderAdapter(emb, f"random-init:{name}:seed{seed}:clip{clip_seconds}")
+    key = f"random-init:{name}:seed{seed}:clip{clip_seconds}"
+    if fe != FrontendConfig():  # another front end (e.g. a trained model's normalisation) embeds differently
+        key += ":fe" + hashlib.sha256(json.dumps(asdict(fe), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return EmbedderAdapter(emb, key)
 
 
 def weights_fingerprint(path: str | os.PathLike) -> str:
@@ -143,26 +149,69 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_model_embedder(path: str | os.PathLike, *, encoder: str = "target", device: str = "cpu") -> EmbedderAdapter:
-    """Trained weights through ``ajepa.inference.load``, keyed by :func:`weights_fingerprint`."""
+def _load_inference(path: str | os.PathLike, encoder: str | None, device: str) -> Any:
+    """``ajepa.inference.load``; ``encoder=None`` takes the target encoder of a training checkpoint, or its
+    context encoder when it has no target encoder (an MAE run), and the one encoder of an export."""
+    from ajepa.errors import CheckpointError
     from ajepa.inference import load
 
-    emb = load(path, encoder=encoder, device=device)
-    return EmbedderAdapter(emb, f"weights:{weights_fingerprint(path)}:{encoder}")
+    try:
+        return load(path, encoder=encoder, device=device)
+    except CheckpointError as e:
+        if encoder is None and "no target_encoder." in str(e):
+            return load(path, encoder="context", device=device)
+        raise
 
 
-def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0) -> tuple[str, EmbedderAdapter]:
-    """``PATH`` or ``random:SIZE[:SEED]`` -> (display name, embedder)."""
+def load_model_embedder(path: str | os.PathLike, *, encoder: str | None = "target",
+                        device: str = "cpu") -> EmbedderAdapter:
+    """Trained weights through ``ajepa.inference.load``, keyed by :func:`weights_fingerprint` and the encoder
+    used (``encoder=None``: see :func:`_load_inference`)."""
+    emb = _load_inference(path, encoder, device)
+    return EmbedderAdapter(emb, f"weights:{weights_fingerprint(path)}:{emb.source_encoder}")
+
+
+def random_like_model(path: str | os.PathLike, *, seed: int = 0, device: str = "cpu") -> EmbedderAdapter:
+    """A random-init encoder with the encoder config, front end and ``clip_seconds`` of the model at ``path``
+    (an export or a training checkpoint)."""
+    ref = _load_inference(path, None, "cpu")
+    return random_init_embedder(ref.encoder_config, seed=seed, clip_seconds=float(ref.clip_seconds),
+                                frontend_config=ref.frontend_config, device=device)
+
+
+def _split_random_spec(spec: str) -> tuple[str, int | None]:
+    """``random:TARGET[:SEED]`` -> (TARGET, SEED or None); TARGET may itself contain ``:`` (a path)."""
+    rest = spec[len("random:"):]
+    head, sep, tail = rest.rpartition(":")
+    if sep and head and tail.lstrip("-").isdigit():
+        return head, int(tail)
+    return rest, None
+
+
+def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0,
+                  encoder: str | None = "target") -> tuple[str, EmbedderAdapter]:
+    """``PATH``, ``random:SIZE[:SEED]`` or ``random:PATH[:SEED]`` -> (display name, embedder).
+
+    ``random:PATH`` is a random-init encoder with the architecture, front end and ``clip_seconds`` of the
+    model at ``PATH`` (:func:`random_like_model`). ``encoder`` picks the encoder of a training checkpoint
+    (``None``: target, or context when there is no target encoder).
+    """
     if spec.startswith("random:"):
-        parts = spec.split(":")
-        if len(parts) not in (2, 3) or not parts[1]:
-            raise ValueError(f"expected random:SIZE or random:SIZE:SEED, got {spec!r}")
-        s = int(parts[2]) if len(parts) == 3 else seed
-        return f"random-init:{parts[1]}", random_init_embedder(parts[1], seed=s, device=device)
+        target, s = _split_random_spec(spec)
+        s = seed if s is None else s
+        if not target:
+            raise ValueError(f"expected random:SIZE[:SEED] or random:MODEL_PATH[:SEED], got {spec!r}")
+        if target in _encoder_sizes():
+            return f"random-init:{target}", random_init_embedder(target, seed=s, device=device)
+        if Path(target).expanduser().exists():
+            return f"random-init:like:{Path(target).name}", random_like_model(Path(target).expanduser(), seed=s,
+                                                                              device=device)
+        raise ValueError(f"{spec!r}: {target!r} is neither an encoder size ({', '.join(sorted(_encoder_sizes()))}) "
+                         "nor an existing model path")
     if not Path(spec).exists():
         raise FileNotFoundError(f"model not found: {spec} (give an exported model folder, a .safetensors file, a "
-                                "training checkpoint .pt, or random:SIZE)")
-    return f"model:{Path(spec).name}", load_model_embedder(spec, device=device)
+                                "training checkpoint .pt, random:SIZE or random:MODEL_PATH)")
+    return f"model:{Path(spec).name}", load_model_embedder(spec, encoder=encoder, device=device)
 
 
 def _encoder_config_of(embedder: Any) -> Any:

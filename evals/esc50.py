@@ -15,9 +15,21 @@ from typing import Sequence
 
 from evals.datasets import read_esc50
 from evals.probes import splits_from_folds
-from evals.report import add_common_arguments, cli_main, resolve_data, run_task
+from evals.report import Task, add_common_arguments, cli_main, resolve_data, run_task
 
 LAYOUT = "audio/*.ogg|wav and meta/esc50.csv (the ESC-50 repository folder)"
+
+
+def looks_ok(root: Path) -> bool:
+    """Whether ``root`` has the ESC-50 layout (its metadata file)."""
+    return (Path(root) / "meta" / "esc50.csv").is_file()
+
+
+def load_task(root: str | Path, *, esc10: bool = False) -> Task:
+    """ESC-50 (or ESC-10) with its protocol: leave-one-fold-out over the official folds."""
+    clips = read_esc50(root, esc10=esc10)
+    splits = splits_from_folds(clips.folds)
+    return Task(clips.name, clips, splits, f"{len(splits)}-fold leave-one-fold-out (official folds)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, **run_kwargs) -> list:
     """Read the data, run the probes on the model and baselines, write the report."""
-    data = resolve_data(args, "esc50", lambda r: (Path(r) / "meta" / "esc50.csv").is_file(), LAYOUT)
-    clips = read_esc50(data, esc10=args.esc10)
-    splits = splits_from_folds(clips.folds)
-    protocol = f"{len(splits)}-fold leave-one-fold-out (official folds)"
-    return run_task(args, task=clips.name, clips=clips, splits=splits, protocol=protocol, **run_kwargs)
+    data = resolve_data(args, "esc50", looks_ok, LAYOUT)
+    return run_task(args, load_task(data, esc10=args.esc10), **run_kwargs)
 
 
 def main(argv: Sequence[str] | None = None, **run_kwargs) -> int:

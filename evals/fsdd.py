@@ -18,7 +18,7 @@ import numpy as np
 
 from evals.datasets import grouped_folds, read_fsdd
 from evals.probes import Split, splits_from_folds
-from evals.report import add_common_arguments, cli_main, resolve_data, run_task
+from evals.report import Task, add_common_arguments, cli_main, resolve_data, run_task
 
 LAYOUT = "recordings/{digit}_{speaker}_{index}.wav"
 
@@ -32,24 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _looks_ok(root: Path) -> bool:
+def looks_ok(root: Path) -> bool:
+    """Whether ``root`` (or its ``recordings/``) holds ``{digit}_{speaker}_{index}.wav`` files."""
+    root = Path(root)
     rec = root / "recordings" if (root / "recordings").is_dir() else root
     return rec.is_dir() and any(rec.glob("*_*_*.wav"))
 
 
-def run(args: argparse.Namespace, **run_kwargs) -> list:
-    """Read the data, run the probes, write the report."""
-    data = resolve_data(args, "fsdd", _looks_ok, LAYOUT)
-    clips = read_fsdd(data)
-    if args.split == "official":
+def load_task(root: str | Path, *, split: str = "grouped", seed: int = 0, folds: int = 5) -> Task:
+    """FSDD with its protocol: ``folds``-fold CV grouped by speaker (seed ``seed``), or the data set's own split."""
+    clips = read_fsdd(root)
+    if split == "official":
         s = clips.split
         splits = [Split("official", np.flatnonzero(s == "train"), np.flatnonzero(s == "test"))]
-        protocol = "own split (index 0-4 test; speakers shared)"
-        run_kwargs.setdefault("check_groups", False)
-    else:
-        splits = splits_from_folds(grouped_folds(clips.labels, clips.groups, args.folds, args.seed))
-        protocol = f"{args.folds}-fold CV grouped by speaker"
-    return run_task(args, task=clips.name, clips=clips, splits=splits, protocol=protocol, **run_kwargs)
+        return Task(clips.name, clips, splits, "own split (index 0-4 test; speakers shared)", check_groups=False)
+    if split != "grouped":
+        raise ValueError(f"split must be 'grouped' or 'official', got {split!r}")
+    splits = splits_from_folds(grouped_folds(clips.labels, clips.groups, folds, seed))
+    return Task(clips.name, clips, splits, f"{folds}-fold CV grouped by speaker")
+
+
+def run(args: argparse.Namespace, **run_kwargs) -> list:
+    """Read the data, run the probes, write the report."""
+    data = resolve_data(args, "fsdd", looks_ok, LAYOUT)
+    return run_task(args, load_task(data, split=args.split, seed=args.seed, folds=args.folds), **run_kwargs)
 
 
 def main(argv: Sequence[str] | None = None, **run_kwargs) -> int:

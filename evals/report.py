@@ -22,8 +22,8 @@ from evals.cache import cached_embeddings
 from evals.datasets import ClipSet
 from evals.probes import Split, cross_validate, make_probe
 
-__all__ = ["EvalRecord", "write_report", "markdown_table", "plot_confusion", "add_common_arguments",
-           "run_task", "DataNotFound", "resolve_data", "cli_main"]
+__all__ = ["EvalRecord", "Task", "probe_task", "write_report", "markdown_table", "plot_confusion",
+           "add_common_arguments", "run_task", "DataNotFound", "resolve_data", "cli_main"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,34 @@ class EvalRecord:
     class_names: list[str]
     is_main: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Task:
+    """A data set with its evaluation protocol: the clips, the splits to probe on, and how to describe them.
+
+    Built by each task module's ``load_task`` (``evals.esc50``, ``evals.speech_commands``, ``evals.fsdd``);
+    shared by the per-task CLIs (:func:`run_task`) and the multi-method suite (``evals.suite``).
+    ``check_groups`` verifies that no group (speaker, source recording) is on both sides of a split; it is
+    off only for a protocol that shares them by definition (FSDD's own split).
+    """
+
+    name: str
+    clips: ClipSet
+    splits: list[Split]
+    protocol: str
+    check_groups: bool = True
+
+
+def probe_task(features: np.ndarray, task: Task, probe: str, seed: int, *, device: str = "cpu",
+               knn_k: int = 5) -> dict:
+    """Cross-validate the probe named ``probe`` on ``features`` (rows = ``task.clips``) over ``task.splits``.
+
+    Returns :func:`evals.probes.cross_validate`'s dict.
+    """
+    clips = task.clips
+    return cross_validate(features, clips.labels, task.splits, make_probe(probe, device=device, k=knn_k), seed,
+                          groups=clips.groups if task.check_groups else None, n_classes=len(clips.class_names))
 
 
 def markdown_table(records: Sequence[EvalRecord]) -> str:
@@ -138,19 +166,13 @@ def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) 
 
 def run_task(
     args: argparse.Namespace,
+    task: Task,
     *,
-    task: str,
-    clips: ClipSet,
-    splits: list[Split],
-    protocol: str,
-    check_groups: bool = True,
     resolve: Callable[..., tuple[str, Any]] | None = None,
     resolve_baseline: Callable[..., tuple[str, Any]] | None = None,
 ) -> list[EvalRecord]:
-    """Embed ``clips`` with the model and every baseline, probe them on ``splits``, write the report.
+    """Embed ``task.clips`` with the model and every baseline, probe them on ``task.splits``, write the report.
 
-    With ``check_groups`` every split is verified to share no group (speaker, source recording) between
-    train and test; turn it off only for a protocol that shares them by definition (FSDD's own split).
     ``resolve``/``resolve_baseline`` default to :mod:`evals.baselines` and exist so that tests can inject
     a stand-in model.
     """
@@ -172,25 +194,24 @@ def run_task(
             continue
         models.append((name, emb, False))
 
+    clips = task.clips
     records: list[EvalRecord] = []
     for name, emb, is_main in models:
         feats = cached_embeddings(emb, clips.paths, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                   progress=not args.no_progress)
         for pname in probes:
             t0 = time.perf_counter()
-            probe = make_probe(pname, device=args.device, k=args.knn_k)
-            res = cross_validate(feats, clips.labels, splits, probe, args.seed,
-                                 groups=clips.groups if check_groups else None, n_classes=len(clips.class_names))
+            res = probe_task(feats, task, pname, args.seed, device=args.device, knn_k=args.knn_k)
             log.info("%s / %s: %.4f (%.1f s)", name, pname, res["acc_mean"], time.perf_counter() - t0)
             records.append(EvalRecord(
-                model=name, model_key=emb.key, task=task, probe=pname, acc_mean=res["acc_mean"],
-                acc_std=res["acc_std"], n_folds=res["n_folds"], n_clips=len(clips), protocol=protocol,
+                model=name, model_key=emb.key, task=task.name, probe=pname, acc_mean=res["acc_mean"],
+                acc_std=res["acc_std"], n_folds=res["n_folds"], n_clips=len(clips), protocol=task.protocol,
                 per_fold=res["per_fold"], confusion=res["confusion"].tolist(), class_names=list(clips.class_names),
                 is_main=is_main, notes=list(clips.notes),
             ))
-    out = Path(args.out) if args.out else Path("runs") / "evals" / task
-    meta = {"task": task, "dataset": clips.name, "data": str(args.data), "n_clips": len(clips),
-            "class_names": list(clips.class_names), "protocol": protocol, "seed": args.seed,
+    out = Path(args.out) if args.out else Path("runs") / "evals" / task.name
+    meta = {"task": task.name, "dataset": clips.name, "data": str(args.data), "n_clips": len(clips),
+            "class_names": list(clips.class_names), "protocol": task.protocol, "seed": args.seed,
             "argv": list(getattr(args, "argv", sys.argv[1:])),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     paths = write_report(records, out, meta)

@@ -21,14 +21,32 @@ import numpy as np
 
 from evals.datasets import grouped_folds, read_speech_commands
 from evals.probes import Split, splits_from_folds
-from evals.report import add_common_arguments, cli_main, resolve_data, run_task
+from evals.report import Task, add_common_arguments, cli_main, resolve_data, run_task
 
 LAYOUT = ("{word}/*.wav with validation_list.txt, testing_list.txt and _background_noise_/ (full release), "
           "or the 12 label folders of the test-set archive incl. _unknown_/ and _silence_/")
 
 
-def _looks_ok(root: Path) -> bool:
+def looks_ok(root: Path) -> bool:
+    """Whether ``root`` has the full-release or the test-set-archive layout."""
+    root = Path(root)
     return (root / "testing_list.txt").is_file() or (root / "_unknown_").is_dir()
+
+
+def load_task(root: str | Path, *, task: str = "12", seed: int = 0, folds: int = 5,
+              silence_dir: str | Path | None = None) -> Task:
+    """Speech Commands with its protocol: the official split (full release) or ``folds``-fold CV grouped by
+    speaker with seed ``seed`` (test-set archive)."""
+    clips = read_speech_commands(root, task, seed=seed, silence_dir=silence_dir)
+    if clips.split is not None:
+        s = clips.split
+        splits = [Split("official", np.flatnonzero(s == "train"), np.flatnonzero(s == "test"),
+                        np.flatnonzero(s == "validation"))]
+        protocol = "official split (train / validation lists for early stopping / test list)"
+    else:
+        splits = splits_from_folds(grouped_folds(clips.labels, clips.groups, folds, seed))
+        protocol = f"{folds}-fold CV grouped by speaker (no official lists)"
+    return Task(clips.name, clips, splits, protocol)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,17 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, **run_kwargs) -> list:
     """Read the data, pick the protocol, run the probes, write the report."""
-    data = resolve_data(args, "speech_commands", _looks_ok, LAYOUT)
-    clips = read_speech_commands(data, args.task, seed=args.seed, silence_dir=args.silence_dir)
-    if clips.split is not None:
-        s = clips.split
-        splits = [Split("official", np.flatnonzero(s == "train"), np.flatnonzero(s == "test"),
-                        np.flatnonzero(s == "validation"))]
-        protocol = "official split (train / validation lists for early stopping / test list)"
-    else:
-        splits = splits_from_folds(grouped_folds(clips.labels, clips.groups, args.folds, args.seed))
-        protocol = f"{args.folds}-fold CV grouped by speaker (no official lists)"
-    return run_task(args, task=clips.name, clips=clips, splits=splits, protocol=protocol, **run_kwargs)
+    data = resolve_data(args, "speech_commands", looks_ok, LAYOUT)
+    task = load_task(data, task=args.task, seed=args.seed, folds=args.folds, silence_dir=args.silence_dir)
+    return run_task(args, task, **run_kwargs)
 
 
 def main(argv: Sequence[str] | None = None, **run_kwargs) -> int:
