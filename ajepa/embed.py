@@ -1,7 +1,7 @@
 """Command line: embed audio files into one ``.npz``.
 
     python -m ajepa.embed clips/ more.wav list.csv --model my_model/ --out embeddings.npz \
-        [--pooling mean|mean+max] [--frames] [--batch-size 32] [--device cuda] [--encoder target|context]
+        [--pooling mean|mean+max|freqcat] [--frames] [--batch-size 32] [--device cuda] [--encoder target|context]
 
 Inputs are audio files, folders (searched recursively) and manifests (.csv/.jsonl/.txt), see
 :func:`ajepa.features.audio.list_audio_files`. The ``.npz`` holds, with no pickled objects:
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="exported model folder / .safetensors, or training checkpoint .pt "
                              "(default: $AJEPA_MODEL)")
     parser.add_argument("--out", default="embeddings.npz", help="output .npz (default: embeddings.npz)")
-    parser.add_argument("--pooling", choices=("mean", "mean+max"), default="mean",
-                        help="clip pooling over valid tokens (default: mean)")
+    parser.add_argument("--pooling", choices=("mean", "mean+max", "freqcat"), default="mean",
+                        help="clip pooling over valid tokens (default: mean; see ajepa.inference)")
     parser.add_argument("--frames", action="store_true", help="also store frame embeddings and timestamps")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu, ... (default: best available)")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     embeddings, frames, times = [], [], []
     try:
         for feats in model.iter_features(readable(), batch_size=args.batch_size,
-                                         keep_max=args.pooling == "mean+max"):
+                                         pooling=args.pooling):
             embeddings.append(feats.pooled(args.pooling).numpy())
             if args.frames:
                 frames.append(feats.col_mean.numpy())
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bar.close()
 
-    width = model.embed_dim * (2 if args.pooling == "mean+max" else 1)
+    width = model.pooled_dim(args.pooling)
     arrays: dict[str, np.ndarray] = {
         "embeddings": np.stack(embeddings).astype(np.float32) if embeddings else np.zeros((0, width), np.float32),
         "paths": np.array(embedded, dtype=str),

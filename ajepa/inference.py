@@ -23,7 +23,9 @@ How audio becomes embeddings (every rule here is part of the API):
 - **Frames.** A frame embedding is the mean over the ``F_p`` frequency tokens of one time column: one vector per
   16 frames (160 ms at the default 10 ms hop). Its timestamp is the centre of those 16 analysis windows, in seconds.
 - **Pooling.** ``"mean"``: mean over all valid tokens (D). ``"mean+max"``: that mean concatenated with the max over
-  valid tokens (2D). ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
+  valid tokens (2D). ``"freqcat"``: each time column's F_p tokens concatenated in frequency order, then the mean
+  over columns (F_p * D): the M2D / EVAR convention, which keeps where in frequency a feature fired.
+  ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
 
 The default encoder of a training checkpoint is the EMA *target* encoder: in I-JEPA-style training it is the
 temporally smoothed average of the context encoder, it computed the regression targets, and it is the representation
@@ -54,7 +56,7 @@ from ajepa.models.vit import ViTEncoder
 
 __all__ = ["POOLINGS", "ClipFeatures", "Embedder", "embed", "load", "pick_device"]
 
-POOLINGS = ("mean", "mean+max", "none")
+POOLINGS = ("mean", "mean+max", "freqcat", "none")
 ENCODER_CHOICES = ("target", "context")
 
 AudioSource = Union[str, os.PathLike, np.ndarray, Tensor]
@@ -81,31 +83,40 @@ class ClipFeatures:
         col_max: ``(T', D)`` max over each column's valid tokens (only with ``keep_max=True``).
         col_count: ``(T',)`` number of valid tokens per column.
         times: ``(T',)`` column centres in seconds.
+        col_cat: ``(T', F_p * D)`` each column's tokens concatenated in frequency order (only for ``"freqcat"``).
     """
 
     col_mean: Tensor
     col_max: Tensor | None
     col_count: Tensor
     times: np.ndarray
+    col_cat: Tensor | None = None
 
     def pooled(self, pooling: str) -> Tensor:
-        """Clip embedding: ``"mean"`` over valid tokens ``(D,)`` or ``"mean+max"`` ``(2D,)``."""
+        """Clip embedding: ``"mean"`` over valid tokens ``(D,)``, ``"mean+max"`` ``(2D,)`` or ``"freqcat"``
+        ``(F_p * D,)``; the last two need the features to have been computed for that pooling."""
         weights = self.col_count.to(torch.float32)
+        if pooling == "freqcat":
+            if self.col_cat is None:
+                raise ValueError("pooling 'freqcat' needs features computed with pooling='freqcat'")
+            # Columns hold all F_p tokens or none (validity is per time column), so a plain mean is exact.
+            return self.col_cat.mean(0)
         mean = (self.col_mean * weights[:, None]).sum(0) / weights.sum()
         if pooling == "mean":
             return mean
         if pooling != "mean+max" or self.col_max is None:
-            raise ValueError(f"pooling {pooling!r} needs 'mean', or 'mean+max' with keep_max=True")
+            raise ValueError(f"pooling {pooling!r} needs 'mean', or 'mean+max' with features computed for it")
         return torch.cat([mean, self.col_max.amax(0)])
 
 
 class _ClipState:
     """Accumulates window results of one clip; each column keeps the window where it is most central."""
 
-    def __init__(self, n_windows: int, n_cols: int, dim: int, keep_max: bool) -> None:
+    def __init__(self, n_windows: int, n_cols: int, dim: int, n_freq: int, pooling: str) -> None:
         self.remaining = n_windows
         self.col_mean = torch.zeros(n_cols, dim)
-        self.col_max = torch.zeros(n_cols, dim) if keep_max else None
+        self.col_max = torch.zeros(n_cols, dim) if pooling == "mean+max" else None
+        self.col_cat = torch.zeros(n_cols, n_freq * dim) if pooling == "freqcat" else None
         self.col_count = torch.zeros(n_cols, dtype=torch.long)
         self.distance = torch.full((n_cols,), math.inf)
 
@@ -188,6 +199,11 @@ class Embedder:
         self.encoder.to(device)
         return self
 
+    def pooled_dim(self, pooling: str) -> int:
+        """Width of a clip embedding under ``pooling`` (see :data:`POOLINGS`; ``"none"`` gives frame width D)."""
+        _check_pooling(pooling)
+        return self.embed_dim * {"mean+max": 2, "freqcat": self._grid[0]}.get(pooling, 1)
+
     @property
     def window_grid(self) -> tuple[int, int]:
         """``(F_p, T_p)``: the patch grid of one encoder window."""
@@ -250,7 +266,8 @@ class Embedder:
             wav: a path, a list of paths/1-D arrays, or a numpy array / torch tensor ``(N,)`` or ``(B, N)``
                 (``(C, N)`` with ``channels_first=True``).
             sr: sample rate of array input (required for arrays; files carry their own).
-            pooling: ``"mean"`` -> ``(D,)``; ``"mean+max"`` -> ``(2D,)``; ``"none"`` -> frame embeddings ``(T', D)``.
+            pooling: ``"mean"`` -> ``(D,)``; ``"mean+max"`` -> ``(2D,)``; ``"freqcat"`` -> ``(F_p * D,)``;
+                ``"none"`` -> frame embeddings ``(T', D)``.
             return_frames: also return frame embeddings and their centre timestamps in seconds.
             batch_size: windows per encoder forward pass (windows of different clips share a batch).
             progress: show a tqdm progress bar over clips.
@@ -269,7 +286,7 @@ class Embedder:
         _check_pooling(pooling)
         sources, single = _as_sources(wav, sr, channels_first)
         feats = list(self.iter_features((self._load(s, sr) for s in sources), batch_size=batch_size,
-                                        keep_max=pooling == "mean+max", progress=progress, total=len(sources)))
+                                        pooling=pooling, progress=progress, total=len(sources)))
         return _format(feats, pooling, return_frames, single)
 
     def iter_features(
@@ -277,7 +294,7 @@ class Embedder:
         waveforms: Iterable[Tensor],
         *,
         batch_size: int = 32,
-        keep_max: bool = False,
+        pooling: str = "mean",
         progress: bool = False,
         total: int | None = None,
     ) -> Iterator[ClipFeatures]:
@@ -285,8 +302,10 @@ class Embedder:
 
         Waveforms are consumed lazily (a generator that reads files keeps only about ``batch_size`` windows of audio
         in memory); windows of consecutive clips are packed into shared batches. Used by :meth:`embed`, the CLI and
-        the HEAR wrapper; results have ``.col_mean`` (frames), ``.times`` and ``.pooled(pooling)``.
+        the HEAR wrapper; results have ``.col_mean`` (frames), ``.times`` and ``.pooled(pooling)``, where
+        ``pooling`` (one of :data:`POOLINGS`) selects which extra per-column features are kept.
         """
+        _check_pooling(pooling)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         bar = None
@@ -301,7 +320,7 @@ class Embedder:
         try:
             for clip_id, wav in enumerate(waveforms):
                 n_clips += 1
-                states[clip_id] = self._plan(wav, clip_id, queue, keep_max)
+                states[clip_id] = self._plan(wav, clip_id, queue, pooling)
                 while len(queue) >= batch_size:
                     self._run_batch(queue, batch_size, states)
                     while next_out in states and states[next_out].remaining == 0:
@@ -325,7 +344,7 @@ class Embedder:
         is_path = isinstance(source, (str, os.PathLike))
         return load_audio(source, sr=None if is_path else sr, target_sr=self.sample_rate)
 
-    def _plan(self, wav: Tensor, clip_id: int, queue: deque, keep_max: bool) -> _ClipState:
+    def _plan(self, wav: Tensor, clip_id: int, queue: deque, pooling: str) -> _ClipState:
         """Cut one waveform into windows (appended to ``queue``) and make its result accumulator."""
         if wav.ndim != 1 or wav.numel() == 0:
             raise AudioInputError(f"clip {clip_id}: expected a non-empty mono waveform (N,), got {tuple(wav.shape)}")
@@ -334,7 +353,7 @@ class Embedder:
             start = w * self._window_hop
             queue.append((clip_id, w, wav[start:start + self._clip_samples]))
         n_cols = (n_windows - 1) * self._hop_cols + self._grid[1]
-        return _ClipState(n_windows, n_cols, self.embed_dim, keep_max)
+        return _ClipState(n_windows, n_cols, self.embed_dim, self._grid[0], pooling)
 
     @torch.inference_mode()
     def _run_batch(self, queue: deque, batch_size: int, states: dict[int, _ClipState]) -> None:
@@ -360,7 +379,8 @@ class Embedder:
         count = ok.sum(-1)
         col_mean = (out * ok[..., None]).sum(2) / count.clamp(min=1)[..., None]
         col_max = out.masked_fill(~ok[..., None], -math.inf).amax(2)
-        col_mean, col_max, count = col_mean.cpu(), col_max.cpu(), count.cpu()
+        col_cat = out.reshape(b, t_p, f_p * out.shape[-1])
+        col_mean, col_max, col_cat, count = col_mean.cpu(), col_max.cpu(), col_cat.cpu(), count.cpu()
 
         centrality = (torch.arange(t_p) + 0.5 - t_p / 2).abs()
         for i, (clip_id, w, _) in enumerate(items):
@@ -373,6 +393,8 @@ class Embedder:
             st.col_count[idx] = count[i, take]
             if st.col_max is not None:
                 st.col_max[idx] = col_max[i, take]
+            if st.col_cat is not None:
+                st.col_cat[idx] = col_cat[i, take]
             st.remaining -= 1
 
     def _finish(self, st: _ClipState) -> ClipFeatures:
@@ -384,6 +406,7 @@ class Embedder:
             col_mean=st.col_mean[cols],
             col_max=None if st.col_max is None else st.col_max[cols],
             col_count=st.col_count[cols],
+            col_cat=None if st.col_cat is None else st.col_cat[cols],
             times=(centre_samples / self.sample_rate).numpy(),
         )
 

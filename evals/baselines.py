@@ -43,6 +43,8 @@ class LogMelStats:
     via ``LogMelFrontend.valid_frames``, so the result does not depend on the batch composition.
     """
 
+    fixed_pooling = True  # mean and std over time are this baseline's own pooling (see evals.cache.pooling_for)
+
     def __init__(self, frontend_config: Any = None, device: str | torch.device = "cpu") -> None:
         from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 

@@ -60,6 +60,12 @@ def _file_fingerprints(paths: Sequence[str]) -> list[tuple[str, int, int]]:
     return out
 
 
+def pooling_for(embedder: object, pooling: str) -> str:
+    """The pooling to ask ``embedder`` for: baselines with a pooling of their own (``fixed_pooling = True``, e.g.
+    the log-mel statistics) always get ``"mean"``; encoders get the requested one."""
+    return "mean" if getattr(embedder, "fixed_pooling", False) else pooling
+
+
 def cache_key(model_key: str, paths: Sequence[str], pooling: str, sample_rate: int) -> str:
     """Hex SHA-256 identifying the embeddings of ``paths`` by the model ``model_key``."""
     if not model_key:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from evals.cache import cached_embeddings
+from evals.cache import cached_embeddings, pooling_for
 from evals.datasets import ClipSet
 from evals.probes import Split, cross_validate, make_probe
 
@@ -152,6 +152,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) 
     p.add_argument("--probe", default="linear",
                    help="comma-separated probes: linear, knn, mlp, logreg (default: linear)")
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
+    p.add_argument("--pooling", default="mean", choices=("mean", "mean+max", "freqcat"),
+                   help="clip pooling of encoder embeddings (ajepa.inference.POOLINGS; baselines keep their own)")
     p.add_argument("--baselines", default="",
                    help="comma-separated baselines in the same report: logmel, random (same size), random:SIZE")
     p.add_argument("--out", default=None, help="report folder (default: runs/evals/<task>)")
@@ -198,6 +200,7 @@ def run_task(
     records: list[EvalRecord] = []
     for name, emb, is_main in models:
         feats = cached_embeddings(emb, clips.paths, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                                  pooling=pooling_for(emb, args.pooling),
                                   progress=not args.no_progress)
         for pname in probes:
             t0 = time.perf_counter()

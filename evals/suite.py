@@ -33,7 +33,7 @@ import numpy as np
 
 from ajepa.io import atomic_write
 from evals import esc50, fsdd, speech_commands
-from evals.cache import cached_embeddings
+from evals.cache import cached_embeddings, pooling_for
 from evals.probes import make_probe
 from evals.report import DataNotFound, Task, probe_task
 
@@ -258,6 +258,7 @@ def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any
             for t, (_, task) in tasks.items():
                 log.info("%s / %s: embedding %s (%d clips)", mname, spec, t, len(task.clips))
                 feats = cached_embeddings(emb, task.clips.paths, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                                          pooling=pooling_for(emb, args.pooling),
                                           progress=not args.no_progress)
                 t0 = time.perf_counter()
                 res = probe_task(feats, task, args.probe, args.seed, device=args.device, knn_k=args.knn_k)
@@ -293,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method and its members (seeds); repeat for each method")
     p.add_argument("--probe", default="linear", help="one probe for every method: linear, knn, mlp, logreg")
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
+    p.add_argument("--pooling", default="mean", choices=("mean", "mean+max", "freqcat"),
+                   help="clip pooling of encoder embeddings (ajepa.inference.POOLINGS; baselines keep their own)")
     p.add_argument("--seed", type=int, default=0, help="seed of probes and grouped folds (default 0)")
     p.add_argument("--folds", type=int, default=5, help="k of speaker-grouped k-fold (default 5)")
     p.add_argument("--encoder", choices=("target", "context"), default=None,

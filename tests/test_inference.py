@@ -333,3 +333,24 @@ def test_real_ogg_file(model):
     assert clip.shape == (model.embed_dim,) and np.isfinite(clip).all()
     assert abs(times[-1] - info.duration) < 0.3
 
+
+
+def test_freqcat_pooling_concatenates_frequency_tokens_per_column(model):
+    wav = _tone(0.3)  # 2 of the window's columns hold audio
+    got = model.embed(wav, SR, pooling="freqcat")
+    f_p = model.window_grid[0]
+    assert got.shape == (f_p * model.embed_dim,) == (model.pooled_dim("freqcat"),)
+    with torch.inference_mode():
+        padded = torch.zeros(1, int(CLIP_SECONDS * SR))
+        padded[0, : len(wav)] = torch.from_numpy(wav)
+        spec = model.frontend(padded)
+        tokens, grid = patchify(spec, model.patch)
+        ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
+        out = model.encoder(tokens, grid)[0].view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
+    cols = ok[0].view(grid[1], grid[0]).all(-1)
+    expected = out[cols].reshape(int(cols.sum()), -1).mean(0)
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+    # The mean over the frequency blocks of the concatenation is the plain mean pooling.
+    np.testing.assert_allclose(got.reshape(f_p, -1).mean(0), model.embed(wav, SR), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        model.embed(wav, SR, pooling="max")
