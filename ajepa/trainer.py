@@ -40,7 +40,7 @@ from ajepa.config import DataConfig, OptimConfig, RunConfig
 from ajepa.data import AudioClipDataset, BatchIndexSampler, SyntheticAudioDataset, collate_clips, make_loader
 from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
-from ajepa.features.patches import grid_shape, patchify
+from ajepa.features.patches import grid_shape, patchify, valid_tokens
 from ajepa.masking import MaskCollator
 from ajepa.models import AudioJEPA
 from ajepa.monitors import CollapseError, CollapseGuard, effective_rank
@@ -254,6 +254,12 @@ def featurize(frontend: LogMelFrontend, wav: Tensor, patch: tuple[int, int]) -> 
     return spec, tokens, grid
 
 
+def valid_tokens_of(frontend: LogMelFrontend, lengths: Tensor, num_frames: int, grid: tuple[int, int],
+                    patch: tuple[int, int]) -> Tensor:
+    """``(B, N)`` bool: tokens whose time column holds real audio, from the clips' sample counts ``(B,)``."""
+    return valid_tokens(frontend.valid_frames(lengths, num_frames), grid, patch)
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """Move the tensors of a collated batch to ``device`` (asynchronously from pinned memory)."""
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
@@ -278,7 +284,9 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
         amp = torch.autocast(tokens.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with sync_ctx:
             with amp:
-                out = state.forward(tokens, grid, batch["context_idx"], batch["target_idx"])
+                out = state.forward(tokens, grid, batch["context_idx"], batch["target_idx"],
+                                    valid_tokens_of(frontend, batch["lengths"], spec.shape[-1], grid, patch)
+                                    if state.model.objective.ignore_padding else None)
             (out["loss"] * scale).backward()
         losses.append(out["loss"].detach())
         stds.append(out["target_std"].detach())

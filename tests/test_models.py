@@ -266,3 +266,27 @@ def test_loss_falls_on_fixed_batch(objective: str, batch) -> None:
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+
+
+def test_padding_targets_do_not_count_in_the_loss():
+    from ajepa.models.jepa import regression_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 3, 4, 8, generator=g), torch.randn(2, 3, 4, 8, generator=g)
+    keep = torch.rand(2, 3, 4, generator=g) > 0.5
+    for kind in ("smooth_l1", "l2", "l1"):
+        expected = regression_loss(pred[keep], target[keep], kind)
+        torch.testing.assert_close(regression_loss(pred, target, kind, keep), expected)
+
+    model = AudioJEPA(ENCODER_SIZES["mini"], PredictorConfig(embed_dim=64, depth=1, num_heads=4), ObjectiveConfig())
+    grid = (2, 6)
+    n = grid[0] * grid[1]
+    tokens = torch.randn(2, n, 256, generator=g)
+    context_idx = torch.tensor([[0, 1, 2, 3]] * 2)
+    target_idx = torch.tensor([[[4, 5, 10, 11]]] * 2)  # time columns 2 and 5 (time-major, F_p = 2)
+    valid = torch.ones(2, n, dtype=torch.bool)
+    with torch.no_grad():
+        plain = model(tokens, grid, context_idx, target_idx)["loss"]
+        torch.testing.assert_close(model(tokens, grid, context_idx, target_idx, valid)["loss"], plain)
+        valid[:, 6:] = False  # the last three time columns are padding: targets 10 and 11 drop out
+        assert not torch.allclose(model(tokens, grid, context_idx, target_idx, valid)["loss"], plain)

@@ -24,12 +24,14 @@ LOSSES = ("smooth_l1", "l2", "l1")
 class ObjectiveConfig:
     """``name``: jepa (predict EMA-encoder features) | mae (reconstruct normalised patches, MSE).
 
-    ``loss`` and ``target_layernorm`` apply to jepa only.
+    ``loss`` and ``target_layernorm`` apply to jepa only. ``ignore_padding``: targets in zero-padded time
+    columns of short clips are left out of the loss (the trainer passes the valid tokens).
     """
 
     name: str = "jepa"
     loss: str = "smooth_l1"
     target_layernorm: bool = True
+    ignore_padding: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
@@ -45,14 +47,19 @@ def normalize_patches(patches: Tensor, eps: float = 1e-6) -> Tensor:
     return (patches - mean) * torch.rsqrt(var + eps)
 
 
-def regression_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Mean element-wise loss; computed in fp32 so mixed precision cannot underflow it."""
+def regression_loss(pred: Tensor, target: Tensor, kind: str, weight: Tensor | None = None) -> Tensor:
+    """Mean element-wise loss over ``(..., D)``; computed in fp32 so mixed precision cannot underflow it.
+
+    ``weight`` (``pred.shape[:-1]``, bool or float) restricts the mean to the tokens it selects, e.g. to keep
+    zero-padding out of the objective; ``None`` averages over every token.
+    """
     pred, target = pred.float(), target.float()
-    if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target)
-    if kind == "l2":
-        return F.mse_loss(pred, target)
-    return F.l1_loss(pred, target)
+    fn = {"smooth_l1": F.smooth_l1_loss, "l2": F.mse_loss, "l1": F.l1_loss}[kind]
+    if weight is None:
+        return fn(pred, target)
+    per_token = fn(pred, target, reduction="none").mean(-1)
+    weight = weight.to(per_token.dtype)
+    return (per_token * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 class AudioJEPA(nn.Module):
@@ -87,7 +94,9 @@ class AudioJEPA(nn.Module):
         return self
 
     def forward(self, tokens: Tensor, grid: tuple[int, int], context_idx: Tensor,
-                target_idx: Tensor) -> dict[str, Tensor]:
+                target_idx: Tensor, token_valid: Tensor | None = None) -> dict[str, Tensor]:
+        """``token_valid`` (B, N) bool marks tokens that hold audio (not zero-padding); targets outside it do not
+        count in the loss, so a model is never trained to predict the padding of short clips."""
         if context_idx.dim() != 2 or target_idx.dim() != 3:
             raise ConfigError(f"expected context_idx (B, N_ctx) and target_idx (B, K, N_tgt), got "
                               f"{tuple(context_idx.shape)} and {tuple(target_idx.shape)}")
@@ -103,7 +112,8 @@ class AudioJEPA(nn.Module):
             loss_kind = "l2"
         z = self.context_encoder(tokens, grid, keep_idx=context_idx)
         pred = self.predictor(z, context_idx, target_idx, grid)
-        loss = regression_loss(pred, targets, loss_kind)
+        weight = None if token_valid is None else token_valid.gather(1, target_idx.flatten(1)).view_as(target_idx)
+        loss = regression_loss(pred, targets, loss_kind, weight)
         monitored = targets if self.target_encoder is not None else z
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
