@@ -284,3 +284,13 @@ def test_cpu_threads_leave_cores_to_the_data_workers(monkeypatch):
     assert cpu_thread_count(3, num_workers=2, procs_per_node=1) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert cpu_thread_count("auto", num_workers=2, procs_per_node=1) is None
+
+
+def test_cpu15_experiment_preset_composes(tmp_path):
+    from ajepa.train import compose_config
+
+    cfg = compose_config(["experiment=cpu15", f"data.root={tmp_path}", "objective=mae"])
+    assert cfg.data.source == "folder" and cfg.data.clip_seconds == 1.0 and cfg.data.batch_size == 32
+    assert cfg.model.predictor.embed_dim == 128 and cfg.model.predictor.depth == 4
+    assert cfg.optim.final_weight_decay == cfg.optim.weight_decay == 0.04
+    assert cfg.trainer.max_steps == 2400 and cfg.objective.name == "mae" and cfg.objective.ignore_padding
