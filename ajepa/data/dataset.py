@@ -112,7 +112,7 @@ class AudioClipDataset(Dataset):
             )
         rng = np.random.default_rng((self.seed, index, batch_index))
         clip, length = self._crop(wav, rng)
-        return {"wav": self._apply_gain(clip, rng), "length": length, "batch_index": batch_index,
+        return {"wav": apply_gain(clip, self.gain_db, rng), "length": length, "batch_index": batch_index,
                 "path": path, "skipped": skipped}
 
     def _read(self, path: str) -> torch.Tensor | None:
@@ -132,16 +132,25 @@ class AudioClipDataset(Dataset):
         if n >= self.clip_samples:
             start = int(rng.integers(0, n - self.clip_samples + 1)) if self.random_crop else 0
             return wav[start:start + self.clip_samples].clone(), self.clip_samples
-        return torch.nn.functional.pad(wav, (0, self.clip_samples - n)), n
+        return pad_clip(wav, self.clip_samples)
 
-    def _apply_gain(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        if self.gain_db is None:
-            return clip
-        gain = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
-        peak = float(clip.abs().max())
-        if peak * gain > 1.0:
-            gain = 1.0 / peak
-        return clip * gain
+
+def pad_clip(wav: torch.Tensor, clip_samples: int) -> tuple[torch.Tensor, int]:
+    """Zero-pad a waveform ``(n,)`` with ``n <= clip_samples`` at the end; returns it and ``n`` (the real samples)."""
+    n = int(wav.shape[0])
+    return torch.nn.functional.pad(wav, (0, clip_samples - n)), n
+
+
+def apply_gain(clip: torch.Tensor, gain_db: tuple[float, float] | None, rng: np.random.Generator) -> torch.Tensor:
+    """Scale ``clip`` by a gain drawn uniformly in dB from ``gain_db`` (None: unchanged), capped so the peak
+    stays <= 1: gain jitter must never clip a loud recording."""
+    if gain_db is None:
+        return clip
+    gain = 10.0 ** (rng.uniform(*gain_db) / 20.0)
+    peak = float(clip.abs().max())
+    if peak * gain > 1.0:
+        gain = 1.0 / peak
+    return clip * gain
 
 
 def _seed_for(*parts: int) -> int:

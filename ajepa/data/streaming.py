@@ -62,6 +62,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ajepa.data.dataset import apply_gain, pad_clip
 from ajepa.data.shard import INDEX_NAME, read_index
 from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import AUDIO_EXTENSIONS, load_audio
@@ -508,12 +509,7 @@ class ShardedAudioStream(IterableDataset):
                 self.failures[sample.key] = f"{type(err).__name__}: {err}"
                 logger.warning("skipping undecodable sample %s (%s)", sample.key, self.failures[sample.key])
             return None
-        if self.gain_db is not None:
-            gain = 10.0 ** (rng.uniform(*self.gain_db) / 20.0)
-            peak = float(clip.abs().max())
-            if peak * gain > 1.0:
-                gain = 1.0 / peak
-            clip = clip * gain
+        clip = apply_gain(clip, self.gain_db, rng)
         # "path" (the original relative path when the writer recorded it) and "skipped" are what
         # ajepa.data.collate_clips and the trainer's failure report read.
         path = sample.meta.get("path") if isinstance(sample.meta, dict) else None
@@ -537,9 +533,7 @@ class ShardedAudioStream(IterableDataset):
             raise AudioInputError(f"no samples decoded at offset {start} of {frames}")
         # Mono here: load_audio's (C, N) layout check would reject very short multichannel crops.
         wav = load_audio(data.mean(axis=1), sr=sr, target_sr=self.sample_rate)[: self.clip_samples]
-        length = int(wav.shape[0])
-        if length < self.clip_samples:
-            wav = torch.nn.functional.pad(wav, (0, self.clip_samples - length))
+        wav, length = pad_clip(wav, self.clip_samples)
         return wav.contiguous(), length
 
 
