@@ -377,10 +377,12 @@ class Embedder:
         out = out.float().view(b, t_p, f_p, -1)
         ok = token_ok.view(b, t_p, f_p)
         count = ok.sum(-1)
-        col_mean = (out * ok[..., None]).sum(2) / count.clamp(min=1)[..., None]
-        col_max = out.masked_fill(~ok[..., None], -math.inf).amax(2)
-        col_cat = out.reshape(b, t_p, f_p * out.shape[-1])
-        col_mean, col_max, col_cat, count = col_mean.cpu(), col_max.cpu(), col_cat.cpu(), count.cpu()
+        col_mean = ((out * ok[..., None]).sum(2) / count.clamp(min=1)[..., None]).cpu()
+        # All clips of one iter_features call share the pooling: compute and copy back only what it keeps.
+        first = states[items[0][0]]
+        col_max = out.masked_fill(~ok[..., None], -math.inf).amax(2).cpu() if first.col_max is not None else None
+        col_cat = out.reshape(b, t_p, f_p * out.shape[-1]).cpu() if first.col_cat is not None else None
+        count = count.cpu()
 
         centrality = (torch.arange(t_p) + 0.5 - t_p / 2).abs()
         for i, (clip_id, w, _) in enumerate(items):

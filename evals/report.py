@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ajepa.io import atomic_write
 from evals.cache import cached_embeddings, pooling_for
 from evals.datasets import ClipSet
 from evals.probes import Split, cross_validate, make_probe
@@ -133,13 +134,14 @@ def write_report(records: Sequence[EvalRecord], out_dir: str | Path, meta: dict 
             paths[f"confusion_{r.task}_{r.probe}"] = png
     payload = {"meta": meta or {}, "results": [r.__dict__ for r in records]}
     paths["json"] = out / "results.json"
-    paths["json"].write_text(json.dumps(payload, indent=2))
+    text = json.dumps(payload, indent=2)
+    atomic_write(paths["json"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
     notes = sorted({n for r in records for n in r.notes})
     md = markdown_table(records)
     if notes:
         md += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
     paths["md"] = out / "results.md"
-    paths["md"].write_text(md)
+    atomic_write(paths["md"], lambda tmp: tmp.write_text(md, encoding="utf-8"))
     return paths
 
 
@@ -234,7 +236,7 @@ def resolve_data(args: argparse.Namespace, source: str, looks_ok: Callable[[Path
     if given is not None and looks_ok(given):
         return given
     if args.download:
-        root = ensure_dataset(source, given if given is not None else None, progress=not args.no_progress)
+        root = ensure_dataset(source, given, progress=not args.no_progress)
         if not looks_ok(root):
             raise DataNotFound(f"downloaded {source} to {root}, but it does not have the expected layout: {layout}")
         return root

@@ -335,7 +335,6 @@ def test_cache_hit_avoids_recomputing_and_tracks_file_changes(tmp_path: Path) ->
 
 
 def test_logmel_stats_ignore_padding_and_batching(tmp_path: Path) -> None:
-    pytest.importorskip("ajepa.features.logmel", reason="ajepa.features not available yet")
     from evals.baselines import LogMelStats
 
     rng = np.random.default_rng(4)
@@ -356,11 +355,6 @@ def _argv(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
 
 
 def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
-    try:
-        import ajepa.inference  # noqa: F401
-        import ajepa.features.logmel  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"ajepa.inference / ajepa.features not available yet: {e}")
     from evals import esc50
 
     root = make_esc50(tmp_path / "esc")

@@ -16,14 +16,6 @@ def _tmp_env(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # never write into the real ~/.cache
 
 
-def _needs_ajepa() -> None:
-    try:
-        import ajepa.features.logmel  # noqa: F401
-        import ajepa.inference  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"ajepa.inference / ajepa.features not available: {e}")
-
-
 def make_fsdd(root: Path, n_speakers: int = 5) -> Path:
     """FSDD layout: 3 digits x ``n_speakers`` speakers x 2 recordings, 8 kHz like the real set."""
     rng = np.random.default_rng(3)
@@ -52,7 +44,6 @@ def _argv(tmp_path: Path, *methods: str, tasks: str = "esc10,speech_commands", p
 
 
 def test_suite_end_to_end_logmel_and_random_seeds(tmp_path: Path) -> None:
-    _needs_ajepa()
     from evals import suite
 
     _data(tmp_path)
@@ -139,7 +130,6 @@ def test_missing_task_data_is_a_clear_error(tmp_path: Path, capsys) -> None:
 
 
 def test_random_member_copies_the_architecture_of_a_model(tmp_path: Path) -> None:
-    _needs_ajepa()
     from ajepa.inference import Embedder
     from ajepa.models.sizes import ENCODER_SIZES
     from dataclasses import replace
@@ -170,7 +160,6 @@ def test_summarise() -> None:
 
 
 def test_mae_checkpoint_falls_back_to_its_context_encoder(tmp_path: Path) -> None:
-    _needs_ajepa()
     from dataclasses import asdict
 
     from ajepa.checkpoint import save_checkpoint
