@@ -120,12 +120,6 @@ def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Modul
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP (and/or torch.compile) wrapper."""
-    model = getattr(model, "_orig_mod", model)
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """The mean of ``values`` over ranks (a new tensor; the input is left unchanged)."""
     values = values.detach().clone()
@@ -152,8 +146,3 @@ def all_gather_objects(obj: T, info: DistInfo) -> list[T]:
     dist.all_gather_object(gathered, obj)
     return gathered
 
-
-def barrier(info: DistInfo) -> None:
-    """Wait for all ranks."""
-    if info.enabled:
-        dist.barrier()

@@ -39,6 +39,7 @@ from ajepa import distributed as D
 from ajepa.config import DataConfig, OptimConfig, RunConfig
 from ajepa.data import AudioClipDataset, BatchIndexSampler, SyntheticAudioDataset, collate_clips, make_loader
 from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
+from ajepa.data.dataset import single_thread_worker_init
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.features.patches import grid_shape, patchify, valid_tokens
 from ajepa.masking import MaskCollator
@@ -123,11 +124,6 @@ class ShardedMaskCollate:
         return batch
 
 
-def _single_threaded(worker_id: int) -> None:
-    # Decoding workers must not compete with the training process for the few cores with BLAS threads.
-    torch.set_num_threads(1)
-
-
 class DataPosition:
     """Maps the global batch index (micro-batches since the start) to ``(epoch, batch_in_epoch)``."""
 
@@ -150,7 +146,7 @@ def build_loader(cfg: RunConfig, dataset: torch.utils.data.Dataset, grid: tuple[
     if isinstance(dataset, ShardedAudioStream):
         if start_batch:
             dataset.load_state_dict(dataset.state_at(start_batch, workers))
-        extra = {"persistent_workers": True, "worker_init_fn": _single_threaded} if workers else {}
+        extra = {"persistent_workers": True, "worker_init_fn": single_thread_worker_init} if workers else {}
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=cfg.data.batch_size, collate_fn=assign_batch_index(collate, cfg.data.batch_size),
             num_workers=workers, pin_memory=torch.cuda.is_available(), **extra)
@@ -362,12 +358,13 @@ def _cpu_threads(count: int | None) -> Iterator[None]:
 def _deterministic(enabled: bool) -> Iterator[None]:
     """``torch.use_deterministic_algorithms`` for the duration of the run, then the caller's setting back."""
     previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     if enabled:
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
 
 
 def should_log(step: int, log_every: int, max_steps: int) -> bool:

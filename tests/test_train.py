@@ -294,3 +294,18 @@ def test_cpu15_experiment_preset_composes(tmp_path):
     assert cfg.model.predictor.embed_dim == 128 and cfg.model.predictor.depth == 4
     assert cfg.optim.final_weight_decay == cfg.optim.weight_decay == 0.04
     assert cfg.trainer.max_steps == 2400 and cfg.objective.name == "mae" and cfg.objective.ignore_padding
+
+
+def test_deterministic_scope_restores_the_callers_setting():
+    from ajepa.trainer import _deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        for enabled in (True, False):
+            with _deterministic(enabled):
+                pass
+            assert torch.are_deterministic_algorithms_enabled()
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])

@@ -249,7 +249,8 @@ def collate_clips(samples: list[dict]) -> dict:
     return batch
 
 
-def _worker_init(worker_id: int) -> None:
+def single_thread_worker_init(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: one intra-op torch thread per worker."""
     # The machine has few cores: workers doing BLAS-threaded decoding/resampling would starve the main
     # process (which runs the model), so each worker gets a single intra-op thread.
     torch.set_num_threads(1)
@@ -277,6 +278,6 @@ def make_loader(
     worker_kwargs = {}
     if num_workers > 0:
         worker_kwargs = {"persistent_workers": True, "prefetch_factor": prefetch_factor,
-                         "worker_init_fn": _worker_init}
+                         "worker_init_fn": single_thread_worker_init}
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn or collate_clips,
                       num_workers=num_workers, pin_memory=pin_memory, **worker_kwargs)
