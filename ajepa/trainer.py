@@ -38,8 +38,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ajepa import distributed as D
 from ajepa.config import DataConfig, OptimConfig, RunConfig
 from ajepa.data import AudioClipDataset, BatchIndexSampler, SyntheticAudioDataset, collate_clips, make_loader
-from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
 from ajepa.data.dataset import single_thread_worker_init
+from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.features.patches import grid_shape, patchify, valid_tokens
 from ajepa.masking import MaskCollator
