@@ -1,12 +1,14 @@
 """Command line: embed audio files into one ``.npz``.
 
     python -m ajepa.embed clips/ more.wav list.csv --model my_model/ --out embeddings.npz \
-        [--pooling mean|mean+max|freqcat] [--frames] [--batch-size 32] [--device cuda] [--encoder target|context]
+        [--pooling mean|mean+max|freqcat|freqcat+std] [--frames] [--batch-size 32] [--device cuda] \
+        [--encoder target|context]
 
 Inputs are audio files, folders (searched recursively) and manifests (.csv/.jsonl/.txt), see
 :func:`ajepa.features.audio.list_audio_files`. The ``.npz`` holds, with no pickled objects:
 
-- ``embeddings`` (B, D) float32 (2D for ``mean+max``) and ``paths`` (B,) unicode, in input order;
+- ``embeddings`` (B, W) float32, W the pooling's width (``Embedder.pooled_dim``: D for ``mean``, 2D for
+  ``mean+max``, F_p * D for ``freqcat``, 2 * F_p * D for ``freqcat+std``) and ``paths`` (B,) unicode, in input order;
 - ``failed_paths`` / ``failed_reasons`` (unicode): inputs that could not be read, with the reason; the rest are
   still embedded;
 - with ``--frames``: ``frames`` (sum of T'_i, D) float32, ``frame_times`` (same length) in seconds and
@@ -33,7 +35,7 @@ import numpy as np
 from ajepa.io import atomic_write
 from ajepa.errors import AudioInputError, CheckpointError
 from ajepa.features.audio import list_audio_files, load_audio
-from ajepa.inference import load
+from ajepa.inference import CLIP_POOLINGS, load
 
 __all__ = ["collect_inputs", "main"]
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="exported model folder / .safetensors, or training checkpoint .pt "
                              "(default: $AJEPA_MODEL)")
     parser.add_argument("--out", default="embeddings.npz", help="output .npz (default: embeddings.npz)")
-    parser.add_argument("--pooling", choices=("mean", "mean+max", "freqcat"), default="mean",
+    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default="mean",
                         help="clip pooling over valid tokens (default: mean; see ajepa.inference)")
     parser.add_argument("--frames", action="store_true", help="also store frame embeddings and timestamps")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")

@@ -25,6 +25,9 @@ How audio becomes embeddings (every rule here is part of the API):
 - **Pooling.** ``"mean"``: mean over all valid tokens (D). ``"mean+max"``: that mean concatenated with the max over
   valid tokens (2D). ``"freqcat"``: each time column's F_p tokens concatenated in frequency order, then the mean
   over columns (F_p * D): the M2D / EVAR convention, which keeps where in frequency a feature fired.
+  ``"freqcat+std"``: that mean concatenated with the population standard deviation (ddof 0) over columns of the
+  same column vectors (2 * F_p * D): classical mean + std statistics pooling, which also keeps how much each
+  feature varies over time; a clip of one column has a zero std part.
   ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
 
 The default encoder of a training checkpoint is the EMA *target* encoder: in I-JEPA-style training it is the
@@ -54,9 +57,14 @@ from ajepa.features.patches import grid_shape, patchify, valid_tokens
 from ajepa.models.sizes import EncoderConfig
 from ajepa.models.vit import ViTEncoder
 
-__all__ = ["POOLINGS", "ClipFeatures", "Embedder", "embed", "load", "pick_device"]
+__all__ = ["POOLINGS", "CLIP_POOLINGS", "ClipFeatures", "Embedder", "embed", "load", "pick_device"]
 
-POOLINGS = ("mean", "mean+max", "freqcat", "none")
+POOLINGS = ("mean", "mean+max", "freqcat", "freqcat+std", "none")
+# The poolings that give one vector per clip: the choices of CLIs that store or probe clip embeddings.
+CLIP_POOLINGS = tuple(p for p in POOLINGS if p != "none")
+# The poolings built on each time column's concatenated frequency tokens (``ClipFeatures.col_cat``); features
+# computed for either of them serve both.
+_COLUMN_CAT_POOLINGS = ("freqcat", "freqcat+std")
 ENCODER_CHOICES = ("target", "context")
 
 AudioSource = Union[str, os.PathLike, np.ndarray, Tensor]
@@ -80,10 +88,11 @@ class ClipFeatures:
 
     Attributes:
         col_mean: ``(T', D)`` frame embeddings (mean over each time column's valid tokens).
-        col_max: ``(T', D)`` max over each column's valid tokens (only with ``keep_max=True``).
+        col_max: ``(T', D)`` max over each column's valid tokens (only for ``"mean+max"``).
         col_count: ``(T',)`` number of valid tokens per column.
         times: ``(T',)`` column centres in seconds.
-        col_cat: ``(T', F_p * D)`` each column's tokens concatenated in frequency order (only for ``"freqcat"``).
+        col_cat: ``(T', F_p * D)`` each column's tokens concatenated in frequency order (only for ``"freqcat"``
+            and ``"freqcat+std"``).
     """
 
     col_mean: Tensor
@@ -93,14 +102,20 @@ class ClipFeatures:
     col_cat: Tensor | None = None
 
     def pooled(self, pooling: str) -> Tensor:
-        """Clip embedding: ``"mean"`` over valid tokens ``(D,)``, ``"mean+max"`` ``(2D,)`` or ``"freqcat"``
-        ``(F_p * D,)``; the last two need the features to have been computed for that pooling."""
+        """Clip embedding: ``"mean"`` over valid tokens ``(D,)``, ``"mean+max"`` ``(2D,)``, ``"freqcat"``
+        ``(F_p * D,)`` or ``"freqcat+std"`` ``(2 * F_p * D,)``; all but ``"mean"`` need the features to have been
+        computed for that pooling (the two ``freqcat`` poolings share theirs)."""
         weights = self.col_count.to(torch.float32)
-        if pooling == "freqcat":
+        if pooling in _COLUMN_CAT_POOLINGS:
             if self.col_cat is None:
-                raise ValueError("pooling 'freqcat' needs features computed with pooling='freqcat'")
-            # Columns hold all F_p tokens or none (validity is per time column), so a plain mean is exact.
-            return self.col_cat.mean(0)
+                raise ValueError(f"pooling {pooling!r} needs the column concatenations: features computed with "
+                                 f"pooling in {_COLUMN_CAT_POOLINGS}")
+            # Columns hold all F_p tokens or none (validity is per time column), so plain statistics are exact.
+            mean = self.col_cat.mean(0)
+            if pooling == "freqcat":
+                return mean
+            # Population std (ddof 0): defined, and zero, for a clip of a single column.
+            return torch.cat([mean, self.col_cat.std(0, correction=0)])
         mean = (self.col_mean * weights[:, None]).sum(0) / weights.sum()
         if pooling == "mean":
             return mean
@@ -116,7 +131,7 @@ class _ClipState:
         self.remaining = n_windows
         self.col_mean = torch.zeros(n_cols, dim)
         self.col_max = torch.zeros(n_cols, dim) if pooling == "mean+max" else None
-        self.col_cat = torch.zeros(n_cols, n_freq * dim) if pooling == "freqcat" else None
+        self.col_cat = torch.zeros(n_cols, n_freq * dim) if pooling in _COLUMN_CAT_POOLINGS else None
         self.col_count = torch.zeros(n_cols, dtype=torch.long)
         self.distance = torch.full((n_cols,), math.inf)
 
@@ -202,7 +217,8 @@ class Embedder:
     def pooled_dim(self, pooling: str) -> int:
         """Width of a clip embedding under ``pooling`` (see :data:`POOLINGS`; ``"none"`` gives frame width D)."""
         _check_pooling(pooling)
-        return self.embed_dim * {"mean+max": 2, "freqcat": self._grid[0]}.get(pooling, 1)
+        f_p = self._grid[0]
+        return self.embed_dim * {"mean+max": 2, "freqcat": f_p, "freqcat+std": 2 * f_p}.get(pooling, 1)
 
     @property
     def window_grid(self) -> tuple[int, int]:
@@ -267,17 +283,17 @@ class Embedder:
                 (``(C, N)`` with ``channels_first=True``).
             sr: sample rate of array input (required for arrays; files carry their own).
             pooling: ``"mean"`` -> ``(D,)``; ``"mean+max"`` -> ``(2D,)``; ``"freqcat"`` -> ``(F_p * D,)``;
-                ``"none"`` -> frame embeddings ``(T', D)``.
+                ``"freqcat+std"`` -> ``(2 * F_p * D,)``; ``"none"`` -> frame embeddings ``(T', D)``.
             return_frames: also return frame embeddings and their centre timestamps in seconds.
             batch_size: windows per encoder forward pass (windows of different clips share a batch).
             progress: show a tqdm progress bar over clips.
             channels_first: treat a 2-D array as one multichannel clip instead of a batch.
 
         Returns:
-            For one clip: float32 numpy ``(D,)`` / ``(2D,)`` / ``(T', D)``. For a batch: ``(B, D)`` / ``(B, 2D)``,
-            or a list of ``(T'_i, D)`` for ``"none"``. With ``return_frames=True``: a tuple
-            ``(embeddings, frames, timestamps_s)``, where frames/timestamps are ``(T', D)`` / ``(T',)`` for one
-            clip and lists of those for a batch.
+            For one clip: float32 numpy ``(W,)``, where ``W`` is :meth:`pooled_dim` of the pooling, or ``(T', D)``
+            for ``"none"``. For a batch: ``(B, W)``, or a list of ``(T'_i, D)`` for ``"none"``. With
+            ``return_frames=True``: a tuple ``(embeddings, frames, timestamps_s)``, where frames/timestamps are
+            ``(T', D)`` / ``(T',)`` for one clip and lists of those for a batch.
 
         Raises:
             AudioInputError: unreadable file, bad array shape/dtype, missing ``sr`` for arrays.

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ajepa.inference import CLIP_POOLINGS
 from ajepa.io import atomic_write
 from evals.cache import cached_embeddings, pooling_for
 from evals.datasets import ClipSet
@@ -154,8 +155,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) 
     p.add_argument("--probe", default="linear",
                    help="comma-separated probes: linear, knn, mlp, logreg (default: linear)")
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
-    p.add_argument("--pooling", default="mean", choices=("mean", "mean+max", "freqcat"),
-                   help="clip pooling of encoder embeddings (ajepa.inference.POOLINGS; baselines keep their own)")
+    p.add_argument("--pooling", default="mean", choices=CLIP_POOLINGS,
+                   help="clip pooling of encoder embeddings (ajepa.inference.CLIP_POOLINGS; baselines keep their own)")
     p.add_argument("--baselines", default="",
                    help="comma-separated baselines in the same report: logmel, random (same size), random:SIZE")
     p.add_argument("--out", default=None, help="report folder (default: runs/evals/<task>)")

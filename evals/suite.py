@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ajepa.inference import CLIP_POOLINGS
 from ajepa.io import atomic_write
 from evals import esc50, fsdd, speech_commands
 from evals.cache import cached_embeddings, pooling_for
@@ -294,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method and its members (seeds); repeat for each method")
     p.add_argument("--probe", default="linear", help="one probe for every method: linear, knn, mlp, logreg")
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
-    p.add_argument("--pooling", default="mean", choices=("mean", "mean+max", "freqcat"),
-                   help="clip pooling of encoder embeddings (ajepa.inference.POOLINGS; baselines keep their own)")
+    p.add_argument("--pooling", default="mean", choices=CLIP_POOLINGS,
+                   help="clip pooling of encoder embeddings (ajepa.inference.CLIP_POOLINGS; baselines keep their own)")
     p.add_argument("--seed", type=int, default=0, help="seed of probes and grouped folds (default 0)")
     p.add_argument("--folds", type=int, default=5, help="k of speaker-grouped k-fold (default 5)")
     p.add_argument("--encoder", choices=("target", "context"), default=None,

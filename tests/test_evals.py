@@ -356,11 +356,12 @@ def _argv(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
 
 def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
     from evals import esc50
+    from evals.baselines import random_init_embedder
 
     root = make_esc50(tmp_path / "esc")
     out = tmp_path / "out"
     argv = _argv(root, out, tmp_path / "cache", "--esc10", "--model", "random:mini", "--baselines", "logmel",
-                 "--probe", "linear,knn", "--batch-size", "8")
+                 "--probe", "linear,knn", "--batch-size", "8", "--pooling", "freqcat+std")
     assert esc50.main(argv) == 0
     res = json.loads((out / "results.json").read_text())["results"]
     assert {(r["model"], r["probe"]) for r in res} == {
@@ -375,6 +376,12 @@ def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
     assert not (out / "confusion_esc10_linear.png").with_name("confusion_logmel.png").exists()
     n_cached = len(list((tmp_path / "cache").glob("*.npz")))
     assert n_cached == 2
+    # --pooling reaches the encoder and the cache entry; the log-mel baseline keeps its own statistics.
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*.json")]
+    info = {e["model"].split(":")[0]: e for e in entries}
+    assert info["logmel-stats"]["pooling"] == "mean"
+    assert info["random-init"]["pooling"] == "freqcat+std"
+    assert info["random-init"]["dim"] == random_init_embedder("mini").embedder.pooled_dim("freqcat+std")
     assert esc50.main(argv) == 0  # second run reads the cache
     assert len(list((tmp_path / "cache").glob("*.npz"))) == n_cached
 

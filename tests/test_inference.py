@@ -335,11 +335,10 @@ def test_real_ogg_file(model):
 
 
 
-def test_freqcat_pooling_concatenates_frequency_tokens_per_column(model):
-    wav = _tone(0.3)  # 2 of the window's columns hold audio
-    got = model.embed(wav, SR, pooling="freqcat")
-    f_p = model.window_grid[0]
-    assert got.shape == (f_p * model.embed_dim,) == (model.pooled_dim("freqcat"),)
+def _column_concatenations(model: Embedder, wav: np.ndarray) -> torch.Tensor:
+    """``(columns holding audio, F_p * D)``: the encoder's tokens of a clip no longer than one window, each time
+    column's tokens concatenated in frequency order; computed here without the windowing of ``Embedder``."""
+    assert len(wav) <= CLIP_SECONDS * SR
     with torch.inference_mode():
         padded = torch.zeros(1, int(CLIP_SECONDS * SR))
         padded[0, : len(wav)] = torch.from_numpy(wav)
@@ -348,9 +347,43 @@ def test_freqcat_pooling_concatenates_frequency_tokens_per_column(model):
         ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
         out = model.encoder(tokens, grid)[0].view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
     cols = ok[0].view(grid[1], grid[0]).all(-1)
-    expected = out[cols].reshape(int(cols.sum()), -1).mean(0)
-    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+    return out[cols].reshape(int(cols.sum()), -1)
+
+
+def test_freqcat_pooling_concatenates_frequency_tokens_per_column(model):
+    wav = _tone(0.3)  # 2 of the window's columns hold audio
+    got = model.embed(wav, SR, pooling="freqcat")
+    f_p = model.window_grid[0]
+    assert got.shape == (f_p * model.embed_dim,) == (model.pooled_dim("freqcat"),)
+    np.testing.assert_allclose(got, _column_concatenations(model, wav).mean(0).numpy(), atol=1e-5)
     # The mean over the frequency blocks of the concatenation is the plain mean pooling.
     np.testing.assert_allclose(got.reshape(f_p, -1).mean(0), model.embed(wav, SR), atol=1e-5)
     with pytest.raises(ValueError, match="pooling"):
         model.embed(wav, SR, pooling="max")
+
+
+def test_freqcat_std_pooling_appends_population_std_over_columns(model):
+    wav = _tone(0.9)  # one window, 6 columns hold audio
+    got = model.embed(wav, SR, pooling="freqcat+std")
+    half = model.pooled_dim("freqcat")
+    assert got.shape == (2 * half,) == (model.pooled_dim("freqcat+std"),)
+    np.testing.assert_allclose(got[:half], model.embed(wav, SR, pooling="freqcat"), atol=1e-6)
+    np.testing.assert_allclose(got[half:], _column_concatenations(model, wav).numpy().std(0), atol=1e-5)  # ddof 0
+    assert got[half:].max() > 1e-3
+    # Stitched columns of a clip longer than a window: the statistics are those of the per-column concatenations.
+    long = _tone(2.3, seed=2)
+    feats = next(model.iter_features([torch.from_numpy(long)], pooling="freqcat+std"))
+    col_cat = feats.col_cat.numpy()
+    assert col_cat.shape == (len(feats.times), half)
+    np.testing.assert_allclose(model.embed(long, SR, pooling="freqcat+std"),
+                               np.concatenate([col_cat.mean(0), col_cat.std(0)]), atol=1e-5)
+    # "freqcat" features serve "freqcat+std"; features without column concatenations do not.
+    np.testing.assert_allclose(next(model.iter_features([torch.from_numpy(wav)], pooling="freqcat"))
+                               .pooled("freqcat+std").numpy(), got, atol=1e-6)
+    with pytest.raises(ValueError, match="column concatenations"):
+        next(model.iter_features([torch.from_numpy(wav)], pooling="mean")).pooled("freqcat+std")
+    # A clip of one column has no spread over time: a zero std half, not NaN.
+    one, _, times = model.embed(_tone(0.1), SR, pooling="freqcat+std", return_frames=True)  # 8 frames
+    assert len(times) == 1
+    np.testing.assert_array_equal(one[half:], 0.0)
+    np.testing.assert_allclose(one[:half], model.embed(_tone(0.1), SR, pooling="freqcat"), atol=1e-6)

@@ -290,3 +290,91 @@ def test_padding_targets_do_not_count_in_the_loss():
         torch.testing.assert_close(model(tokens, grid, context_idx, target_idx, valid)["loss"], plain)
         valid[:, 6:] = False  # the last three time columns are padding: targets 10 and 11 drop out
         assert not torch.allclose(model(tokens, grid, context_idx, target_idx, valid)["loss"], plain)
+
+
+# ---------------------------------------------------------------- target variants and anti-collapse terms
+
+
+def test_average_last_layers_matches_hand_computed_mean() -> None:
+    torch.manual_seed(0)
+    enc = ViTEncoder(replace(MINI, depth=3)).eval()
+    tokens = torch.randn(2, N, MINI.patch_dim)
+    assert torch.equal(enc(tokens, GRID, average_last=1), enc(tokens, GRID))
+    x = enc.patch_embed(tokens) + enc.pos_embed(GRID, tokens.device, tokens.dtype)
+    outs = []
+    for block in enc.blocks:
+        x = block(x)
+        outs.append(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-6))
+    outs[-1] = enc.norm(x)
+    torch.testing.assert_close(enc(tokens, GRID, average_last=2), (outs[1] + outs[2]) / 2)
+    with pytest.raises(ConfigError, match="average_last"):
+        enc(tokens, GRID, average_last=4)
+    with pytest.raises(ConfigError, match="target_layers"):
+        AudioJEPA(replace(MINI, depth=2), SMALL_PRED, ObjectiveConfig(target_layers=3))
+
+
+def test_block_targets_depend_only_on_their_own_block(batch) -> None:
+    tokens, ctx, tgt = batch
+    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(target_input="block"))
+    full = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(target_input="all"))
+    full.load_state_dict(m.state_dict())
+    a = m._targets(tokens, GRID, tgt)
+    assert a.shape == (*tgt.shape, MINI.embed_dim)
+    # Changing every patch outside block 0 of sample 0 leaves that block's targets unchanged...
+    outside = torch.ones(N, dtype=torch.bool)
+    outside[tgt[0, 0]] = False
+    changed = tokens.clone()
+    changed[0, outside] += 5.0
+    torch.testing.assert_close(m._targets(changed, GRID, tgt)[0, 0], a[0, 0])
+    # ...while the I-JEPA targets (computed from all tokens) do change.
+    assert not torch.allclose(full._targets(changed, GRID, tgt)[0, 0], full._targets(tokens, GRID, tgt)[0, 0])
+    with pytest.raises(ConfigError, match="target_input"):
+        ObjectiveConfig(target_input="some")
+
+
+def test_variance_covariance_terms() -> None:
+    from ajepa.models.jepa import variance_covariance
+
+    gen = torch.Generator().manual_seed(0)
+    white = torch.randn(4096, 8, generator=gen) * 2.0  # spread > 1, uncorrelated: both terms near zero
+    var, cov = variance_covariance(white)
+    assert var.item() == 0.0 and cov.item() < 0.05
+    collapsed = torch.randn(4096, 1, generator=gen).expand(-1, 8) * 0.5  # one direction, small spread
+    var, cov = variance_covariance(collapsed)
+    assert var.item() == pytest.approx(0.5, abs=0.02)
+    assert cov.item() == pytest.approx(7 * 0.25**2, rel=0.1)  # 56 off-diagonal entries of 0.25^2, / D = 8
+
+
+def test_variance_covariance_weights_raise_the_loss_and_reach_the_encoder(batch) -> None:
+    tokens, ctx, tgt = batch
+    torch.manual_seed(0)
+    plain = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig())
+    reg = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(variance_weight=1.0, covariance_weight=0.04))
+    reg.load_state_dict(plain.state_dict())
+    base = plain(tokens, GRID, ctx, tgt)["loss"]
+    out = reg(tokens, GRID, ctx, tgt)["loss"]
+    assert out > base
+    out.backward()
+    assert reg.context_encoder.patch_embed.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError):
+        ObjectiveConfig(variance_weight=-1.0)
+
+
+def test_instance_norm_uses_valid_tokens_only() -> None:
+    from ajepa.models.jepa import instance_norm
+
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 10, 4, generator=gen) * 3.0 + 7.0
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    valid[1, 6:] = False
+    h[1, 6:] = 0.0  # padding: must not move the statistics of sample 1
+    out = instance_norm(h, valid)
+    torch.testing.assert_close(out[0].mean(0), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0].std(0, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+    ref = (h[1, :6] - h[1, :6].mean(0)) / h[1, :6].std(0, unbiased=False)
+    torch.testing.assert_close(out[1, :6], ref, atol=1e-3, rtol=0)
+    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(target_instance_norm=True))
+    tokens = torch.randn(2, N, MINI.patch_dim, generator=gen)
+    tgt = torch.arange(N).view(1, 1, N).expand(2, 1, N)
+    t = m._targets(tokens, GRID, tgt)
+    assert t.shape == (2, 1, N, MINI.embed_dim) and torch.isfinite(t).all()

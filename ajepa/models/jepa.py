@@ -14,23 +14,36 @@ from ajepa.models.predictor import Predictor
 from ajepa.models.sizes import EncoderConfig, PredictorConfig
 from ajepa.models.vit import ViTEncoder, apply_masks
 
-__all__ = ["AudioJEPA", "ObjectiveConfig", "apply_masks", "normalize_patches"]
+__all__ = ["AudioJEPA", "ObjectiveConfig", "apply_masks", "instance_norm", "normalize_patches", "variance_covariance"]
 
 OBJECTIVES = ("jepa", "mae")
 LOSSES = ("smooth_l1", "l2", "l1")
+TARGET_INPUTS = ("all", "block")
 
 
 @dataclass
 class ObjectiveConfig:
     """``name``: jepa (predict EMA-encoder features) | mae (reconstruct normalised patches, MSE).
 
-    ``loss`` and ``target_layernorm`` apply to jepa only. ``ignore_padding``: targets in zero-padded time
+    ``loss``, ``target_layernorm`` and ``target_layers`` apply to jepa only. ``target_layers``: the targets are the
+    mean of the target encoder's last ``target_layers`` block outputs (each normalised; 1 = the final output, as in
+    I-JEPA; more is the data2vec choice). ``target_input``: ``all`` (the target encoder sees every token, I-JEPA)
+    or ``block`` (it sees only the patches of each target block, M2D-style, so targets describe the block's own
+    content rather than what the context already implies). ``variance_weight`` / ``covariance_weight``: VICReg
+    terms on the context encoder's output tokens (:func:`variance_covariance`), 0 = off; they apply to both
+    objectives. ``target_instance_norm``: standardise each target channel over the clip's tokens before the layer
+    norm (data2vec's audio targets, :func:`instance_norm`). ``ignore_padding``: targets in zero-padded time
     columns of short clips are left out of the loss (the trainer passes the valid tokens).
     """
 
     name: str = "jepa"
     loss: str = "smooth_l1"
     target_layernorm: bool = True
+    target_layers: int = 1
+    target_input: str = "all"
+    target_instance_norm: bool = False
+    variance_weight: float = 0.0
+    covariance_weight: float = 0.0
     ignore_padding: bool = True
 
     def __post_init__(self) -> None:
@@ -38,6 +51,12 @@ class ObjectiveConfig:
             raise ConfigError(f"unknown objective {self.name!r}; choose one of {OBJECTIVES}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+        if self.target_input not in TARGET_INPUTS:
+            raise ConfigError(f"unknown target_input {self.target_input!r}; choose one of {TARGET_INPUTS}")
+        if self.variance_weight < 0 or self.covariance_weight < 0:
+            raise ConfigError("variance_weight and covariance_weight must be >= 0")
+        if self.target_layers < 1:
+            raise ConfigError(f"target_layers must be >= 1, got {self.target_layers}")
 
 
 def normalize_patches(patches: Tensor, eps: float = 1e-6) -> Tensor:
@@ -60,6 +79,42 @@ def regression_loss(pred: Tensor, target: Tensor, kind: str, weight: Tensor | No
     per_token = fn(pred, target, reduction="none").mean(-1)
     weight = weight.to(per_token.dtype)
     return (per_token * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def instance_norm(h: Tensor, valid: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Standardise each channel over the tokens of each sample: ``h (B, N, D)`` -> ``(B, N, D)``.
+
+    data2vec's target normalisation for audio: removing each clip's per-channel mean takes away the component all
+    of its tokens share, which is exactly the direction a collapsing encoder would put everything in, so the targets
+    keep describing how tokens differ from each other. ``valid (B, N)`` bool restricts the statistics to real audio
+    (zero-padding would otherwise dominate them for short clips); the output is computed for every token.
+    """
+    h = h.float()
+    w = torch.ones(h.shape[:2], dtype=h.dtype, device=h.device) if valid is None else valid.to(h.dtype)
+    w = w[..., None]
+    count = w.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (h * w).sum(1, keepdim=True) / count
+    var = ((h - mean).pow(2) * w).sum(1, keepdim=True) / count
+    return (h - mean) * torch.rsqrt(var + eps)
+
+
+def variance_covariance(z: Tensor, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """VICReg's anti-collapse terms over a set of feature vectors ``z (M, D)``, in fp32.
+
+    ``variance``: mean over dimensions of ``relu(1 - std)``, which pushes every dimension to keep a unit spread
+    across the set; ``covariance``: the sum of squared off-diagonal covariances divided by ``D``, which pushes the
+    dimensions to decorrelate. Together they keep the effective rank from collapsing onto a few directions.
+    """
+    z = z.float()
+    if z.shape[0] < 2:
+        raise ConfigError("variance/covariance regularisation needs at least two feature vectors")
+    z = z - z.mean(dim=0)
+    std = torch.sqrt(z.var(dim=0) + eps)
+    variance = F.relu(1.0 - std).mean()
+    d = z.shape[1]
+    cov = (z.T @ z) / (z.shape[0] - 1)
+    off_diagonal = cov.pow(2).sum() - cov.diagonal().pow(2).sum()
+    return variance, off_diagonal / d
 
 
 class AudioJEPA(nn.Module):
@@ -85,6 +140,8 @@ class AudioJEPA(nn.Module):
             out_dim = encoder.embed_dim
         else:
             out_dim = encoder.patch_dim
+        if objective.name == "jepa" and objective.target_layers > encoder.depth:
+            raise ConfigError(f"objective.target_layers={objective.target_layers} exceeds the encoder depth {encoder.depth}")
         self.predictor = Predictor(encoder.embed_dim, predictor, out_dim)
 
     def train(self, mode: bool = True) -> AudioJEPA:
@@ -102,10 +159,7 @@ class AudioJEPA(nn.Module):
                               f"{tuple(context_idx.shape)} and {tuple(target_idx.shape)}")
         if self.target_encoder is not None:
             with torch.no_grad():
-                h = self.target_encoder(tokens, grid)
-                if self.objective.target_layernorm:
-                    h = F.layer_norm(h, h.shape[-1:])
-                targets = apply_masks(h, target_idx)  # (B, K, N_tgt, D)
+                targets = self._targets(tokens, grid, target_idx, token_valid)  # (B, K, N_tgt, D)
             loss_kind = self.objective.loss
         else:
             targets = normalize_patches(apply_masks(tokens, target_idx))  # (B, K, N_tgt, P)
@@ -114,6 +168,10 @@ class AudioJEPA(nn.Module):
         pred = self.predictor(z, context_idx, target_idx, grid)
         weight = None if token_valid is None else token_valid.gather(1, target_idx.flatten(1)).view_as(target_idx)
         loss = regression_loss(pred, targets, loss_kind, weight)
+        obj = self.objective
+        if obj.variance_weight > 0 or obj.covariance_weight > 0:
+            var_term, cov_term = variance_covariance(z.reshape(-1, z.shape[-1]))
+            loss = loss + obj.variance_weight * var_term + obj.covariance_weight * cov_term
         monitored = targets if self.target_encoder is not None else z
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
@@ -121,6 +179,24 @@ class AudioJEPA(nn.Module):
             "target_std": embeddings.float().std(dim=0).mean(),
             "target_embeddings": embeddings,
         }
+
+    def _targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
+                 token_valid: Tensor | None = None) -> Tensor:
+        """The target encoder's features at ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, D)``."""
+        obj = self.objective
+        if obj.target_input == "all":
+            h = self.target_encoder(tokens, grid, average_last=obj.target_layers)
+            if obj.target_instance_norm:
+                h = instance_norm(h, token_valid)
+            h = apply_masks(h, target_idx)
+        else:  # "block": each target block is encoded from its own patches only (M2D-style)
+            b, k, m = target_idx.shape
+            h = self.target_encoder(tokens.repeat_interleave(k, dim=0), grid, keep_idx=target_idx.reshape(b * k, m),
+                                    average_last=obj.target_layers)
+            if obj.target_instance_norm:
+                h = instance_norm(h)
+            h = h.view(b, k, m, -1)
+        return F.layer_norm(h, h.shape[-1:]) if obj.target_layernorm else h
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:

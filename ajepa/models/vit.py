@@ -6,6 +6,7 @@ import math
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
@@ -79,14 +80,22 @@ class ViTEncoder(nn.Module):
         self.apply(init_vit_weights)
         rescale_residual_projections(self.blocks)
 
-    def forward(self, tokens: Tensor, grid: tuple[int, int], keep_idx: Tensor | None = None) -> Tensor:
-        """``tokens (B, N, P)``, ``keep_idx (B, M)`` -> ``(B, M, D)`` (``(B, N, D)`` when keep_idx is None)."""
+    def forward(self, tokens: Tensor, grid: tuple[int, int], keep_idx: Tensor | None = None, *,
+                average_last: int = 1) -> Tensor:
+        """``tokens (B, N, P)``, ``keep_idx (B, M)`` -> ``(B, M, D)`` (``(B, N, D)`` when keep_idx is None).
+
+        ``average_last > 1`` returns the mean of the last ``average_last`` blocks' outputs instead of the final one
+        (data2vec-style regression targets). Each is normalised without affine parameters first (the final one by
+        the encoder's own ``norm``), so no layer dominates the mean by its scale.
+        """
         b, n, p = tokens.shape
         if p != self.cfg.patch_dim:
             raise ConfigError(f"tokens have {p} values per patch but the encoder expects "
                               f"{self.cfg.patch_dim} (patch {self.cfg.patch})")
         if n != grid[0] * grid[1]:
             raise ConfigError(f"{n} tokens do not fill the grid {tuple(grid)}")
+        if not 1 <= average_last <= len(self.blocks):
+            raise ConfigError(f"average_last must be in 1..{len(self.blocks)} (the depth), got {average_last}")
         pos = self.pos_embed(grid, tokens.device, tokens.dtype)
         if keep_idx is None:
             x = self.patch_embed(tokens) + pos
@@ -95,6 +104,12 @@ class ViTEncoder(nn.Module):
                 raise ConfigError(f"keep_idx must be (B, M), got {tuple(keep_idx.shape)}")
             # Gathering before the (token-wise) patch embedding is the same as after it and skips dropped tokens.
             x = self.patch_embed(apply_masks(tokens, keep_idx)) + pos[keep_idx]
-        for block in self.blocks:
+        first_averaged = len(self.blocks) - average_last
+        total: Tensor | None = None
+        for i, block in enumerate(self.blocks[:-1]):
             x = block(x)
-        return self.norm(x)
+            if i >= first_averaged:
+                h = F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
+                total = h if total is None else total + h
+        out = self.norm(self.blocks[-1](x))
+        return out if total is None else (total + out) / average_last
