@@ -2,7 +2,7 @@
 
     python -m ajepa.embed clips/ more.wav list.csv --model my_model/ --out embeddings.npz \
         [--pooling mean|mean+max|freqcat|freqcat+std] [--frames] [--batch-size 32] [--device cuda] \
-        [--encoder target|context]
+        [--encoder target|context] [--average-layers 1|K|all]
 
 Inputs are audio files, folders (searched recursively) and manifests (.csv/.jsonl/.txt), see
 :func:`ajepa.features.audio.list_audio_files`. The ``.npz`` holds, with no pickled objects:
@@ -33,9 +33,9 @@ from typing import TypeVar
 import numpy as np
 
 from ajepa.io import atomic_write
-from ajepa.errors import AudioInputError, CheckpointError
+from ajepa.errors import AudioInputError
 from ajepa.features.audio import list_audio_files, load_audio
-from ajepa.inference import CLIP_POOLINGS, load
+from ajepa.inference import CLIP_POOLINGS, average_layers_arg, load
 
 __all__ = ["collect_inputs", "main"]
 
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cuda, mps, cpu, ... (default: best available)")
     parser.add_argument("--encoder", choices=("target", "context"), default=None,
                         help="encoder of a training checkpoint (default: target)")
+    parser.add_argument("--average-layers", type=average_layers_arg, default=1, metavar="K|all",
+                        help="embed with the mean of the encoder's last K block outputs, 'all' for every block "
+                             "(default: 1, the final output; see ajepa.inference)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AMX/AVX512-BF16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -100,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
 
     try:
-        model = load(args.model, encoder=args.encoder, device=args.device, bf16=args.bf16)
-    except CheckpointError as exc:
+        model = load(args.model, encoder=args.encoder, device=args.device, bf16=args.bf16,
+                     average_layers=args.average_layers)
+    except ValueError as exc:  # a CheckpointError, or --average-layers beyond the encoder's depth
         print(f"error: {exc}", file=sys.stderr)
         return 1
     paths, failures = collect_inputs(args.inputs)

@@ -5,6 +5,7 @@
 >>> clip = model.embed("dog.wav")                         # (D,) float32
 >>> clips = model.embed(["a.wav", "b.flac"])              # (2, D)
 >>> clip, frames, times = model.embed(wav, sr=44100, return_frames=True)   # frames (T', D), times (T',) s
+>>> probe_ready = ajepa.load("exported_model/", average_layers="all")   # mean of every block's output
 
 How audio becomes embeddings (every rule here is part of the API):
 
@@ -29,6 +30,12 @@ How audio becomes embeddings (every rule here is part of the API):
   same column vectors (2 * F_p * D): classical mean + std statistics pooling, which also keeps how much each
   feature varies over time; a clip of one column has a zero std part.
   ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
+- **Layers.** Token embeddings are the encoder's final output by default. ``average_layers=k`` (:func:`load`,
+  :class:`Embedder`) makes them the mean of the last ``k`` blocks' outputs, each layer-normalised
+  (``ViTEncoder.forward(average_last=k)``); ``"all"`` averages every block. Frames and every pooling are built on
+  these tokens. Frozen linear probes of trained encoders are clearly better with the average over all blocks
+  (SUPERB-style layer pooling) than with the final output alone. It is a run-time setting, not part of an
+  exported model.
 
 The default encoder of a training checkpoint is the EMA *target* encoder: in I-JEPA-style training it is the
 temporally smoothed average of the context encoder, it computed the regression targets, and it is the representation
@@ -37,6 +44,7 @@ that evaluates best; the context encoder is available with ``encoder="context"``
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -57,7 +65,8 @@ from ajepa.features.patches import grid_shape, patchify, valid_tokens
 from ajepa.models.sizes import EncoderConfig
 from ajepa.models.vit import ViTEncoder
 
-__all__ = ["POOLINGS", "CLIP_POOLINGS", "ClipFeatures", "Embedder", "embed", "load", "pick_device"]
+__all__ = ["POOLINGS", "CLIP_POOLINGS", "AVERAGE_ALL", "ClipFeatures", "Embedder", "average_layers_arg", "embed",
+           "load", "pick_device", "resolve_average_layers"]
 
 POOLINGS = ("mean", "mean+max", "freqcat", "freqcat+std", "none")
 # The poolings that give one vector per clip: the choices of CLIs that store or probe clip embeddings.
@@ -66,6 +75,8 @@ CLIP_POOLINGS = tuple(p for p in POOLINGS if p != "none")
 # computed for either of them serve both.
 _COLUMN_CAT_POOLINGS = ("freqcat", "freqcat+std")
 ENCODER_CHOICES = ("target", "context")
+# ``average_layers`` value meaning every block of the encoder (resolved to its depth).
+AVERAGE_ALL = "all"
 
 AudioSource = Union[str, os.PathLike, np.ndarray, Tensor]
 
@@ -80,6 +91,38 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_average_layers(value: int | str, depth: int) -> int:
+    """How many last blocks an encoder of ``depth`` blocks averages for ``average_layers=value``: an int in
+    ``1..depth``, or :data:`AVERAGE_ALL` for ``depth``.
+
+    Raises:
+        ValueError: anything else, naming the encoder depth (a plain ``ValueError``, not a model-file error).
+    """
+    if value == AVERAGE_ALL:
+        return int(depth)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= depth:
+        raise ValueError(f"average_layers must be an int in 1..{depth} (the encoder depth) or {AVERAGE_ALL!r}, "
+                         f"got {value!r}")
+    return value
+
+
+def average_layers_arg(text: str) -> int | str:
+    """``argparse`` type of the ``--average-layers`` flags: :data:`AVERAGE_ALL` or a positive int.
+
+    The upper bound is the depth of the model, so it is checked when the model is built
+    (:func:`resolve_average_layers`), not here.
+    """
+    if text == AVERAGE_ALL:
+        return AVERAGE_ALL
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int or {AVERAGE_ALL!r}, got {text!r}")
+    return value
 
 
 @dataclass
@@ -146,6 +189,9 @@ class Embedder:
         sample_rate: the rate every input is resampled to (Hz).
         embed_dim: ``D``, the width of clip ("mean") and frame embeddings.
         source_encoder: ``"target"``, ``"context"`` or ``"random"`` (from :meth:`from_config`).
+        average_layers: the encoder's token embeddings are the mean of its last ``average_layers`` block outputs
+            (1: the final output, the default; see "Layers" in the module docstring). Given as an int in
+            ``1..depth`` or ``"all"`` (the depth); stored as the int.
         bf16: run the encoder under bfloat16 autocast on CUDA or CPU (faster on GPUs and on CPUs with AMX /
             AVX512-BF16, slower on older CPUs; about 1e-2 relative deviation); ignored on MPS. Off by default so
             that results are plain float32.
@@ -160,6 +206,7 @@ class Embedder:
         source_encoder: str = "target",
         device: str | torch.device | None = None,
         bf16: bool = False,
+        average_layers: int | str = 1,
     ) -> None:
         cfg: FrontendConfig = frontend.cfg
         self.frontend = frontend
@@ -171,6 +218,7 @@ class Embedder:
         self.patch: tuple[int, int] = tuple(self.encoder_config.patch)  # type: ignore[assignment]
         self.source_encoder = source_encoder
         self.bf16 = bf16
+        self.average_layers = resolve_average_layers(average_layers, self.encoder_config.depth)
         self.clip_seconds = float(clip_seconds)
 
         # Same integer rounding as the Kaldi front end, so window starts land exactly on frame boundaries.
@@ -198,15 +246,18 @@ class Embedder:
         clip_seconds: float = 2.0,
         seed: int = 0,
         device: str | torch.device | None = None,
+        average_layers: int | str = 1,
     ) -> "Embedder":
         """A randomly initialised embedder (baselines, benchmarks, tests); the same ``seed`` gives the same weights.
 
         The global RNG is forked, so this neither depends on nor changes the caller's random state.
+        ``average_layers`` as in :class:`Embedder`, so that a random baseline is read out like the trained model.
         """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             vit = ViTEncoder(encoder)
-        return cls(LogMelFrontend(frontend), vit, clip_seconds=clip_seconds, source_encoder="random", device=device)
+        return cls(LogMelFrontend(frontend), vit, clip_seconds=clip_seconds, source_encoder="random", device=device,
+                   average_layers=average_layers)
 
     def to(self, device: str | torch.device) -> "Embedder":
         """Move the model to ``device`` (in place) and return ``self``."""
@@ -235,7 +286,11 @@ class Embedder:
         return next(self.encoder.parameters()).device
 
     def export_config(self) -> dict[str, Any]:
-        """The ``config.json`` content of an exported model (docs/CONTRACTS.md)."""
+        """The ``config.json`` content of an exported model (docs/CONTRACTS.md).
+
+        Run-time settings (``average_layers``, ``bf16``, the device) are not part of it: an export holds the weights
+        and what is needed to compute with them; how to read them out is chosen when loading.
+        """
         from ajepa.export import EXPORT_FORMAT, EXPORT_VERSION
 
         encoder = asdict(self.encoder_config)
@@ -262,7 +317,8 @@ class Embedder:
     def __repr__(self) -> str:
         e = self.encoder_config
         return (f"Embedder(D={e.embed_dim}, depth={e.depth}, patch={self.patch}, clip_seconds={self.clip_seconds}, "
-                f"sample_rate={self.sample_rate}, encoder={self.source_encoder!r}, device={self.device})")
+                f"sample_rate={self.sample_rate}, encoder={self.source_encoder!r}, "
+                f"average_layers={self.average_layers}, device={self.device})")
 
     # ------------------------------------------------------------------ embedding
     def embed(
@@ -387,7 +443,7 @@ class Embedder:
         amp = (torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 and device.type in ("cuda", "cpu")
                else contextlib.nullcontext())
         with amp:
-            out = self.encoder(tokens, grid)
+            out = self.encoder(tokens, grid, average_last=self.average_layers)
         b, (f_p, t_p) = out.shape[0], grid
         # Time-major token order: n = t * F_p + f, so a (T_p, F_p) view groups each time column.
         out = out.float().view(b, t_p, f_p, -1)
@@ -436,6 +492,7 @@ def load(
     encoder: str | None = None,
     device: str | torch.device | None = None,
     bf16: bool = False,
+    average_layers: int | str = 1,
 ) -> Embedder:
     """Load an embedder from an exported model or a training checkpoint.
 
@@ -448,10 +505,13 @@ def load(
             one is an error.
         device: where to run; ``None`` picks CUDA, then MPS, then CPU.
         bf16: bfloat16 autocast for the encoder on CUDA/CPU (see :class:`Embedder`).
+        average_layers: embed with the mean of the encoder's last ``average_layers`` block outputs, an int in
+            ``1..depth`` or ``"all"`` (see :class:`Embedder`); 1, the final output, by default.
 
     Raises:
         CheckpointError: missing file, unknown format or version, bad config, or weights whose names/shapes do not
             match the configured encoder.
+        ValueError: ``average_layers`` outside ``1..depth`` of the loaded encoder.
     """
     from ajepa.export import read_export, read_training_checkpoint
 
@@ -474,7 +534,8 @@ def load(
         _load_state(vit, state, path)
         # Weights stored in another float dtype are copied into the module's own float32 parameters.
         return Embedder(LogMelFrontend(cfg["frontend"]), vit, clip_seconds=cfg["clip_seconds"],
-                        source_encoder=cfg["source_encoder"], device=device, bf16=bf16)
+                        source_encoder=cfg["source_encoder"], device=device, bf16=bf16,
+                        average_layers=average_layers)
     except (ConfigError, AudioInputError) as exc:  # settings that cannot build a working model
         raise CheckpointError(f"{path}: unusable model settings ({exc})") from None
 

@@ -9,6 +9,10 @@
 - :func:`load_model_embedder`: trained weights (``ajepa.inference.load``), cache-keyed by a hash of the
   weight files, so retrained weights never reuse stale embeddings.
 
+Encoders (trained and random) take ``average_layers`` (``ajepa.inference.Embedder``: the mean of the last k block
+outputs, ``"all"`` for every block), so that a random baseline is read out exactly like the trained model it is
+compared with; the log-mel statistics have no layers and ignore it.
+
 ``ajepa.features`` and ``ajepa.inference`` are imported lazily: the probes and readers work without them.
 """
 
@@ -89,11 +93,17 @@ class LogMelStats:
 
 
 class EmbedderAdapter:
-    """Wraps an ``ajepa.inference.Embedder`` with the cache identity ``key``."""
+    """Wraps an ``ajepa.inference.Embedder`` with the cache identity ``key`` of its weights.
+
+    An embedder that averages its last k > 1 blocks (``average_layers``) gets ``:avg<k>`` appended to the key: the
+    same weights then give other embeddings, which must never share a cache entry. k = 1 keeps the key, so cache
+    entries made before the setting existed stay valid.
+    """
 
     def __init__(self, embedder: Any, key: str) -> None:
         self.embedder = embedder
-        self.key = key
+        k = embedder.average_layers
+        self.key = key if k == 1 else f"{key}:avg{k}"
         self.sample_rate = int(embedder.sample_rate)
 
     def embed(self, paths: Sequence[str], *, pooling: str = "mean", batch_size: int = 32,
@@ -111,7 +121,7 @@ def _encoder_sizes() -> dict[str, Any]:
 
 
 def random_init_embedder(size: str | Any, *, seed: int = 0, clip_seconds: float = 2.0, frontend_config: Any = None,
-                         device: str = "cpu") -> EmbedderAdapter:
+                         device: str = "cpu", average_layers: int | str = 1) -> EmbedderAdapter:
     """A randomly initialised encoder; ``size`` is a name in ``ENCODER_SIZES`` or an ``EncoderConfig``."""
     from ajepa.features.logmel import FrontendConfig
     from ajepa.inference import Embedder
@@ -125,7 +135,8 @@ def random_init_embedder(size: str | Any, *, seed: int = 0, clip_seconds: float 
         cfg = size
         name = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:12]
     fe = frontend_config if frontend_config is not None else FrontendConfig()
-    emb = Embedder.from_config(cfg, frontend=fe, clip_seconds=clip_seconds, seed=seed, device=device)
+    emb = Embedder.from_config(cfg, frontend=fe, clip_seconds=clip_seconds, seed=seed, device=device,
+                               average_layers=average_layers)
     key = f"random-init:{name}:seed{seed}:clip{clip_seconds}"
     if fe != FrontendConfig():  # another front end (e.g. a trained model's normalisation) embeds differently
         key += ":fe" + hashlib.sha256(json.dumps(asdict(fe), sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -151,34 +162,36 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _load_inference(path: str | os.PathLike, encoder: str | None, device: str) -> Any:
+def _load_inference(path: str | os.PathLike, encoder: str | None, device: str, average_layers: int | str = 1
+                    ) -> Any:
     """``ajepa.inference.load``; ``encoder=None`` takes the target encoder of a training checkpoint, or its
     context encoder when it has no target encoder (an MAE run), and the one encoder of an export."""
     from ajepa.errors import CheckpointError
     from ajepa.inference import load
 
     try:
-        return load(path, encoder=encoder, device=device)
+        return load(path, encoder=encoder, device=device, average_layers=average_layers)
     except CheckpointError as e:
         if encoder is None and "no target_encoder." in str(e):
-            return load(path, encoder="context", device=device)
+            return load(path, encoder="context", device=device, average_layers=average_layers)
         raise
 
 
-def load_model_embedder(path: str | os.PathLike, *, encoder: str | None = "target",
-                        device: str = "cpu") -> EmbedderAdapter:
+def load_model_embedder(path: str | os.PathLike, *, encoder: str | None = "target", device: str = "cpu",
+                        average_layers: int | str = 1) -> EmbedderAdapter:
     """Trained weights through ``ajepa.inference.load``, keyed by :func:`weights_fingerprint` and the encoder
     used (``encoder=None``: see :func:`_load_inference`)."""
-    emb = _load_inference(path, encoder, device)
+    emb = _load_inference(path, encoder, device, average_layers)
     return EmbedderAdapter(emb, f"weights:{weights_fingerprint(path)}:{emb.source_encoder}")
 
 
-def random_like_model(path: str | os.PathLike, *, seed: int = 0, device: str = "cpu") -> EmbedderAdapter:
+def random_like_model(path: str | os.PathLike, *, seed: int = 0, device: str = "cpu",
+                      average_layers: int | str = 1) -> EmbedderAdapter:
     """A random-init encoder with the encoder config, front end and ``clip_seconds`` of the model at ``path``
     (an export or a training checkpoint)."""
     ref = _load_inference(path, None, "cpu")
     return random_init_embedder(ref.encoder_config, seed=seed, clip_seconds=float(ref.clip_seconds),
-                                frontend_config=ref.frontend_config, device=device)
+                                frontend_config=ref.frontend_config, device=device, average_layers=average_layers)
 
 
 def _split_random_spec(spec: str) -> tuple[str, int | None]:
@@ -190,13 +203,13 @@ def _split_random_spec(spec: str) -> tuple[str, int | None]:
     return rest, None
 
 
-def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0,
-                  encoder: str | None = "target") -> tuple[str, EmbedderAdapter]:
+def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0, encoder: str | None = "target",
+                  average_layers: int | str = 1) -> tuple[str, EmbedderAdapter]:
     """``PATH``, ``random:SIZE[:SEED]`` or ``random:PATH[:SEED]`` -> (display name, embedder).
 
     ``random:PATH`` is a random-init encoder with the architecture, front end and ``clip_seconds`` of the
     model at ``PATH`` (:func:`random_like_model`). ``encoder`` picks the encoder of a training checkpoint
-    (``None``: target, or context when there is no target encoder).
+    (``None``: target, or context when there is no target encoder). ``average_layers`` applies to either.
     """
     if spec.startswith("random:"):
         target, s = _split_random_spec(spec)
@@ -204,16 +217,18 @@ def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0,
         if not target:
             raise ValueError(f"expected random:SIZE[:SEED] or random:MODEL_PATH[:SEED], got {spec!r}")
         if target in _encoder_sizes():
-            return f"random-init:{target}", random_init_embedder(target, seed=s, device=device)
+            return f"random-init:{target}", random_init_embedder(target, seed=s, device=device,
+                                                                 average_layers=average_layers)
         if Path(target).expanduser().exists():
-            return f"random-init:like:{Path(target).name}", random_like_model(Path(target).expanduser(), seed=s,
-                                                                              device=device)
+            return f"random-init:like:{Path(target).name}", random_like_model(
+                Path(target).expanduser(), seed=s, device=device, average_layers=average_layers)
         raise ValueError(f"{spec!r}: {target!r} is neither an encoder size ({', '.join(sorted(_encoder_sizes()))}) "
                          "nor an existing model path")
     if not Path(spec).exists():
         raise FileNotFoundError(f"model not found: {spec} (give an exported model folder, a .safetensors file, a "
                                 "training checkpoint .pt, random:SIZE or random:MODEL_PATH)")
-    return f"model:{Path(spec).name}", load_model_embedder(spec, encoder=encoder, device=device)
+    return f"model:{Path(spec).name}", load_model_embedder(spec, encoder=encoder, device=device,
+                                                           average_layers=average_layers)
 
 
 def _encoder_config_of(embedder: Any) -> Any:
@@ -224,13 +239,16 @@ def _encoder_config_of(embedder: Any) -> Any:
     return cfg
 
 
-def resolve_baseline(name: str, main: EmbedderAdapter | None, *, device: str = "cpu",
-                     seed: int = 0) -> tuple[str, Any]:
-    """``logmel`` | ``random`` (same size as the main model) | ``random:SIZE`` -> (display name, embedder)."""
+def resolve_baseline(name: str, main: EmbedderAdapter | None, *, device: str = "cpu", seed: int = 0,
+                     average_layers: int | str = 1) -> tuple[str, Any]:
+    """``logmel`` | ``random`` (same size as the main model) | ``random:SIZE`` -> (display name, embedder).
+
+    ``average_layers`` applies to the random encoders; the log-mel statistics have no layers.
+    """
     if name == "logmel":
         return "logmel-stats", LogMelStats(device=device)
     if name.startswith("random:"):
-        return resolve_model(name, device=device, seed=seed)
+        return resolve_model(name, device=device, seed=seed, average_layers=average_layers)
     if name == "random":
         if main is None:
             raise ValueError("the 'random' baseline needs a main model to copy the size from")
@@ -238,6 +256,6 @@ def resolve_baseline(name: str, main: EmbedderAdapter | None, *, device: str = "
         cfg = _encoder_config_of(inner)
         fe = getattr(inner.frontend, "cfg", None)
         emb = random_init_embedder(cfg, seed=seed, clip_seconds=float(inner.clip_seconds), frontend_config=fe,
-                                   device=device)
+                                   device=device, average_layers=average_layers)
         return "random-init (same size)", emb
     raise ValueError(f"unknown baseline {name!r}; choose logmel, random or random:SIZE")

@@ -3,7 +3,9 @@
 An entry is ``<key>.npz`` (arrays ``embeddings`` (N, D) float32 and ``paths`` (N,) unicode, read with
 ``allow_pickle=False``) plus a ``<key>.json`` sidecar with human-readable metadata. The key is a SHA-256
 of the model's identity string, the sorted list of (absolute path, size, mtime) of the files, the pooling
-and the sample rate, so a changed file or a different model never returns stale embeddings.
+and the sample rate, so a changed file or a different model never returns stale embeddings. The identity covers
+how an encoder is read out as well as its weights (``evals.baselines.EmbedderAdapter`` appends ``:avg<k>`` when
+it averages its last k > 1 blocks).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 class ClipEmbedder(Protocol):
     """What the evaluation needs from a model: a cache identity and clip embeddings of audio files."""
 
-    key: str  # identity of the weights, e.g. "weights:<sha256>", "random-init:mini:0", "logmel-stats:v1"
+    key: str  # identity of the weights and read-out, e.g. "weights:<sha256>:target:avg12", "logmel-stats:v1"
     sample_rate: int
 
     def embed(self, paths: Sequence[str], *, pooling: str = "mean", batch_size: int = 32,

@@ -18,14 +18,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ajepa.inference import CLIP_POOLINGS
+from ajepa.inference import CLIP_POOLINGS, average_layers_arg
 from ajepa.io import atomic_write
 from evals.cache import cached_embeddings, pooling_for
 from evals.datasets import ClipSet
 from evals.probes import Split, cross_validate, make_probe
 
 __all__ = ["EvalRecord", "Task", "probe_task", "write_report", "markdown_table", "plot_confusion",
-           "add_common_arguments", "run_task", "DataNotFound", "resolve_data", "cli_main"]
+           "add_common_arguments", "add_average_layers_argument", "run_task", "DataNotFound", "resolve_data",
+           "cli_main"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,14 @@ def write_report(records: Sequence[EvalRecord], out_dir: str | Path, meta: dict 
     return paths
 
 
+def add_average_layers_argument(p: argparse.ArgumentParser) -> None:
+    """``--average-layers``, shared with ``evals.suite``: how every encoder (trained and random) is read out."""
+    p.add_argument("--average-layers", type=average_layers_arg, default=1, metavar="K|all",
+                   help="encoder embeddings are the mean of the last K block outputs, 'all' for every block "
+                        "(default 1, the final output); applies to the model and the random baselines alike, "
+                        "the log-mel baseline has no layers")
+
+
 def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) -> None:
     """Arguments shared by ``evals.esc50``, ``evals.speech_commands`` and ``evals.fsdd``."""
     p.add_argument("--data", help="data set root in its official layout")
@@ -157,6 +166,7 @@ def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) 
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
     p.add_argument("--pooling", default="mean", choices=CLIP_POOLINGS,
                    help="clip pooling of encoder embeddings (ajepa.inference.CLIP_POOLINGS; baselines keep their own)")
+    add_average_layers_argument(p)
     p.add_argument("--baselines", default="",
                    help="comma-separated baselines in the same report: logmel, random (same size), random:SIZE")
     p.add_argument("--out", default=None, help="report folder (default: runs/evals/<task>)")
@@ -190,10 +200,11 @@ def run_task(
     for name in probes:
         make_probe(name)  # fail on a typo before any embedding work
     models: list[tuple[str, Any, bool]] = []
-    main_name, main = resolve(args.model, device=args.device, seed=args.seed)
+    main_name, main = resolve(args.model, device=args.device, seed=args.seed, average_layers=args.average_layers)
     models.append((main_name, main, True))
     for b in [s.strip() for s in args.baselines.split(",") if s.strip()]:
-        name, emb = resolve_baseline(b, main, device=args.device, seed=args.seed)
+        name, emb = resolve_baseline(b, main, device=args.device, seed=args.seed,
+                                     average_layers=args.average_layers)
         if any(emb.key == m.key for _, m, _ in models):
             log.warning("baseline %s is the same model as one already evaluated; skipped", b)
             continue
@@ -218,6 +229,7 @@ def run_task(
     out = Path(args.out) if args.out else Path("runs") / "evals" / task.name
     meta = {"task": task.name, "dataset": clips.name, "data": str(args.data), "n_clips": len(clips),
             "class_names": list(clips.class_names), "protocol": task.protocol, "seed": args.seed,
+            "pooling": args.pooling, "average_layers": args.average_layers,
             "argv": list(getattr(args, "argv", sys.argv[1:])),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     paths = write_report(records, out, meta)

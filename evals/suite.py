@@ -11,7 +11,9 @@ spread the report shows. A member is a model path (export folder, ``.safetensors
 front end and clip length) or ``logmel``. Every member is evaluated on every task with the task's own
 protocol (the one of ``evals.esc50`` / ``evals.speech_commands`` / ``evals.fsdd``: :func:`load_task` of
 each), the same probe and the same probe/fold ``--seed``. A member's figure is its probe accuracy averaged
-over folds; a method's figure is the mean ± sample std (ddof 1) of its members' figures.
+over folds; a method's figure is the mean ± sample std (ddof 1) of its members' figures. ``--pooling`` and
+``--average-layers`` (the mean of each encoder's last K block outputs, ``all`` for every block) apply to every
+encoder member, trained or random, and are recorded in the report; ``logmel`` has its own pooling and no layers.
 
 Writes ``results.json`` (every figure, per-fold accuracies included) and ``results.md`` under ``--out``,
 rewritten after each member so that a partial run leaves a partial report (``"complete": false``).
@@ -36,7 +38,7 @@ from ajepa.io import atomic_write
 from evals import esc50, fsdd, speech_commands
 from evals.cache import cached_embeddings, pooling_for
 from evals.probes import make_probe
-from evals.report import DataNotFound, Task, probe_task
+from evals.report import DataNotFound, Task, add_average_layers_argument, probe_task
 
 __all__ = ["TASKS", "SuiteError", "parse_method", "check_member", "resolve_member", "load_tasks", "run_suite",
            "summarise", "suite_markdown", "main"]
@@ -105,14 +107,15 @@ def check_member(method: str, spec: str) -> None:
                          "model, a training checkpoint .pt, random:SIZE[:SEED], random:MODEL_PATH[:SEED] or logmel)")
 
 
-def resolve_member(spec: str, *, device: str = "cpu", seed: int = 0, encoder: str | None = None
-                   ) -> tuple[str, Any]:
-    """A member spec -> (display name, embedder), through :mod:`evals.baselines`."""
+def resolve_member(spec: str, *, device: str = "cpu", seed: int = 0, encoder: str | None = None,
+                   average_layers: int | str = 1) -> tuple[str, Any]:
+    """A member spec -> (display name, embedder), through :mod:`evals.baselines`; ``average_layers`` applies to
+    encoders (trained and random), not to ``logmel``."""
     from evals.baselines import resolve_baseline, resolve_model
 
     if spec == "logmel":
         return resolve_baseline("logmel", None, device=device, seed=seed)
-    return resolve_model(spec, device=device, seed=seed, encoder=encoder)
+    return resolve_model(spec, device=device, seed=seed, encoder=encoder, average_layers=average_layers)
 
 
 def _task_root(name: str, data_root: str | None, overrides: dict[str, str]) -> Path:
@@ -159,6 +162,8 @@ def suite_markdown(payload: dict) -> str:
     meta, tasks, methods, results = payload["meta"], payload["tasks"], payload["methods"], payload["results"]
     lines = [f"# Evaluation suite: {meta['probe']} probe" + ("" if payload["complete"] else " (INCOMPLETE)"), ""]
     lines += [f"Accuracy (%), {STD_NOTE}.", ""]
+    if "pooling" in meta:  # reports written before these were recorded lack them
+        lines += [f"Encoder features: {_features_text(meta['pooling'], meta['average_layers'])}.", ""]
     lines += ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for m in methods:
         cells = []
@@ -188,6 +193,13 @@ def suite_markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _features_text(pooling: str, average_layers: int | str) -> str:
+    """How the encoder members were read out, for the report header (the same for every member)."""
+    layers = {1: "the final block's output", "all": "the mean of every block's output"}.get(
+        average_layers, f"the mean of the last {average_layers} blocks' outputs")
+    return f"`{pooling}` pooling of {layers} (`--average-layers {average_layers}`; logmel keeps its own statistics)"
+
+
 def _write(out: Path, payload: dict) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "md": out / "results.md"}
@@ -201,7 +213,7 @@ def _write(out: Path, payload: dict) -> dict[str, Path]:
 def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any]] | None = None) -> dict:
     """Evaluate every member of every method on every task, write the report, return its payload.
 
-    ``resolve(spec, device=, seed=, encoder=) -> (display name, embedder)`` defaults to
+    ``resolve(spec, device=, seed=, encoder=, average_layers=) -> (display name, embedder)`` defaults to
     :func:`resolve_member`; tests may inject a stand-in.
     """
     resolve = resolve or resolve_member
@@ -235,7 +247,8 @@ def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any
     payload: dict = {
         "complete": False,
         "meta": {"command": "python -m evals.suite " + shlex.join(argv), "argv": argv, "probe": args.probe,
-                 "seed": args.seed, "folds": args.folds, "device": args.device,
+                 "seed": args.seed, "folds": args.folds, "device": args.device, "pooling": args.pooling,
+                 "average_layers": args.average_layers,
                  "encoder": args.encoder or "target (context for checkpoints without a target encoder, e.g. MAE)",
                  "std": STD_NOTE, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "tasks": {t: {"dataset": task.clips.name, "data": str(root), "n_clips": len(task.clips),
@@ -250,7 +263,8 @@ def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any
     for mname, members in methods.items():
         for spec in members:
             try:
-                display, emb = resolve(spec, device=args.device, seed=args.seed, encoder=args.encoder)
+                display, emb = resolve(spec, device=args.device, seed=args.seed, encoder=args.encoder,
+                                       average_layers=args.average_layers)
             except Exception as e:  # the loader's own message, with the method and member named
                 raise SuiteError(f"method {mname!r}: member {spec!r} could not be loaded: {e}") from e
             if emb.key in seen:
@@ -297,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
     p.add_argument("--pooling", default="mean", choices=CLIP_POOLINGS,
                    help="clip pooling of encoder embeddings (ajepa.inference.CLIP_POOLINGS; baselines keep their own)")
+    add_average_layers_argument(p)
     p.add_argument("--seed", type=int, default=0, help="seed of probes and grouped folds (default 0)")
     p.add_argument("--folds", type=int, default=5, help="k of speaker-grouped k-fold (default 5)")
     p.add_argument("--encoder", choices=("target", "context"), default=None,

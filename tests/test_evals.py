@@ -384,6 +384,18 @@ def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
     assert info["random-init"]["dim"] == random_init_embedder("mini").embedder.pooled_dim("freqcat+std")
     assert esc50.main(argv) == 0  # second run reads the cache
     assert len(list((tmp_path / "cache").glob("*.npz"))) == n_cached
+    assert json.loads((out / "results.json").read_text())["meta"]["average_layers"] == 1
+    # --average-layers reaches the encoder, its cache identity and the report; the log-mel entry is reused.
+    assert esc50.main([*argv, "--average-layers", "all"]) == 0
+    assert json.loads((out / "results.json").read_text())["meta"]["average_layers"] == "all"
+    entries = {e["model"]: e for e in (json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*.json"))}
+    assert len(entries) == n_cached + 1
+    depth = random_init_embedder("mini").embedder.encoder_config.depth
+    final, = (e for k, e in entries.items() if k.startswith("random-init") and ":avg" not in k)
+    every = entries[final["model"] + f":avg{depth}"]
+    with np.load(tmp_path / "cache" / f"{final['key']}.npz") as a, \
+            np.load(tmp_path / "cache" / f"{every['key']}.npz") as b:
+        assert a["embeddings"].shape == b["embeddings"].shape and not np.allclose(a["embeddings"], b["embeddings"])
 
 
 def test_cli_speech_commands_protocols_with_fake_model(tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def test_suite_end_to_end_logmel_and_random_seeds(tmp_path: Path) -> None:
     assert f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} (2 seeds)" in md
     assert "| logmel |" in md and "(1 seed)" in md and "`random:mini:1`" in md
     assert "python -m evals.suite --data-root" in md and "grouped by speaker" in md
+    assert payload["meta"]["average_layers"] == 1 and "`mean` pooling of the final block's output" in md
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 6  # 3 members x 2 tasks
 
 
@@ -88,15 +89,21 @@ def test_suite_with_stand_in_models_and_task_overrides(tmp_path: Path) -> None:
     for name in fakes:
         (tmp_path / name).write_text("stand-in weights")
 
-    def resolve(spec, **_):
+    settings = []
+
+    def resolve(spec, **kw):
+        settings.append(kw["average_layers"])
         return f"fake:{Path(spec).name}", fakes[Path(spec).name]
 
     moved = tmp_path / "elsewhere"
     (tmp_path / "data" / "speech_commands").rename(moved)
     argv = _argv(tmp_path, f"a={tmp_path / 'a0'},{tmp_path / 'a1'}", probe="knn")
-    argv += ["--data", f"speech_commands={moved}"]
+    argv += ["--data", f"speech_commands={moved}", "--average-layers", "all"]
     assert suite.main(argv, resolve=resolve) == 0
     payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    # --average-layers reaches every member and is recorded in the report.
+    assert settings == ["all", "all"] and payload["meta"]["average_layers"] == "all"
+    assert "mean of every block's output (`--average-layers all`" in (tmp_path / "out" / "results.md").read_text()
     assert payload["tasks"]["speech_commands"]["data"] == str(moved)
     r = payload["results"]["speech_commands"]["a"]
     assert r["n"] == 2 and r["mean"] > 0.5

@@ -335,9 +335,10 @@ def test_real_ogg_file(model):
 
 
 
-def _column_concatenations(model: Embedder, wav: np.ndarray) -> torch.Tensor:
+def _column_concatenations(model: Embedder, wav: np.ndarray, average_last: int = 1) -> torch.Tensor:
     """``(columns holding audio, F_p * D)``: the encoder's tokens of a clip no longer than one window, each time
-    column's tokens concatenated in frequency order; computed here without the windowing of ``Embedder``."""
+    column's tokens concatenated in frequency order; computed here without the windowing of ``Embedder``, with
+    ``encoder(..., average_last=average_last)`` whatever ``model.average_layers`` is."""
     assert len(wav) <= CLIP_SECONDS * SR
     with torch.inference_mode():
         padded = torch.zeros(1, int(CLIP_SECONDS * SR))
@@ -345,7 +346,8 @@ def _column_concatenations(model: Embedder, wav: np.ndarray) -> torch.Tensor:
         spec = model.frontend(padded)
         tokens, grid = patchify(spec, model.patch)
         ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
-        out = model.encoder(tokens, grid)[0].view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
+        out = model.encoder(tokens, grid, average_last=average_last)[0]
+        out = out.view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
     cols = ok[0].view(grid[1], grid[0]).all(-1)
     return out[cols].reshape(int(cols.sum()), -1)
 
@@ -387,3 +389,41 @@ def test_freqcat_std_pooling_appends_population_std_over_columns(model):
     assert len(times) == 1
     np.testing.assert_array_equal(one[half:], 0.0)
     np.testing.assert_allclose(one[:half], model.embed(_tone(0.1), SR, pooling="freqcat"), atol=1e-6)
+
+
+# ---------------------------------------------------------------- layer averaging
+def test_average_layers_embeds_the_mean_of_the_last_blocks(ckpt, model, exported, tmp_path):
+    depth = model.encoder_config.depth
+    assert model.average_layers == 1 and depth > 2
+    avg = load(ckpt, device="cpu", average_layers=2)
+    assert avg.average_layers == 2 and "average_layers=2" in repr(avg)
+    wav = _tone(0.9)  # one window, 6 columns hold audio
+    # By hand, with the default embedder's encoder (same weights) asked for the mean of its last 2 blocks.
+    expected = _column_concatenations(model, wav, average_last=2).mean(0)
+    np.testing.assert_allclose(avg.embed(wav, SR, pooling="freqcat"), expected.numpy(), atol=1e-5)
+    f_p = model.window_grid[0]
+    np.testing.assert_allclose(avg.embed(wav, SR), expected.view(f_p, -1).mean(0).numpy(), atol=1e-5)
+    assert not np.allclose(avg.embed(wav, SR), model.embed(wav, SR), atol=1e-3)
+    # "all" is the depth, 1 the default; a run-time setting that an export does not store.
+    every = load(exported, device="cpu", average_layers="all")
+    assert every.average_layers == depth
+    np.testing.assert_array_equal(every.embed(wav, SR),
+                                  load(exported, device="cpu", average_layers=depth).embed(wav, SR))
+    np.testing.assert_array_equal(load(exported, device="cpu", average_layers=1).embed(wav, SR), model.embed(wav, SR))
+    rnd = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, device="cpu", average_layers="all")
+    assert rnd.average_layers == depth and "average_layers" not in rnd.export_config()
+    for bad in (0, depth + 1, True, "last", 2.0):
+        with pytest.raises(ValueError, match=rf"average_layers must be an int in 1\.\.{depth}") as info:
+            load(exported, device="cpu", average_layers=bad)
+        assert not isinstance(info.value, CheckpointError)  # a bad setting, not a bad model file
+    # The CLI: "all" reaches the model; beyond the depth is a clear error (status 1), malformed a usage error.
+    clip = tmp_path / "a.wav"
+    sf.write(clip, wav, SR)
+    out = tmp_path / "avg.npz"
+    argv = [str(clip), "--model", str(exported), "--out", str(out), "--device", "cpu", "--no-progress"]
+    assert embed_cli([*argv, "--average-layers", "all"]) == 0
+    with np.load(out, allow_pickle=False) as npz:
+        np.testing.assert_allclose(npz["embeddings"][0], every.embed(clip), atol=1e-6)
+    assert embed_cli([*argv, "--average-layers", str(depth + 1)]) == 1
+    with pytest.raises(SystemExit):
+        embed_cli([*argv, "--average-layers", "0"])
