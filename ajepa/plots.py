@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-__all__ = ["read_metrics", "plot_curve", "plot_loss", "plot_rank", "mask_grid", "plot_masks"]
+__all__ = ["read_metrics", "plot_curve", "plot_curves", "main", "plot_loss", "plot_rank", "mask_grid", "plot_masks"]
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
@@ -37,16 +37,27 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 def plot_curve(records: Sequence[dict], key: str, path: str | os.PathLike, *, title: str,
                ylabel: str, log_y: bool = False, y_min: float | None = None) -> Path:
     """Plot ``record[key]`` against ``record["step"]`` for the records holding a finite value."""
-    points = [(r["step"], r[key]) for r in records if r.get(key) is not None and np.isfinite(r[key])]
+    return plot_curves({"": records}, key, path, title=title, ylabel=ylabel, log_y=log_y, y_min=y_min)
+
+
+def plot_curves(runs: dict[str, Sequence[dict]], key: str, path: str | os.PathLike, *, title: str,
+                ylabel: str, log_y: bool = False, y_min: float | None = None) -> Path:
+    """One line per run (``{label: records}``) of ``record[key]`` against step, for side-by-side comparisons."""
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    if points:
-        steps, values = zip(*points)
-        ax.plot(steps, values, lw=1.4)
-        if log_y and min(values) > 0:
-            ax.set_yscale("log")
-    else:
+    all_values: list[float] = []
+    for label, records in runs.items():
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None and np.isfinite(r[key])]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, lw=1.4, label=label or None)
+            all_values.extend(values)
+    if not all_values:
         ax.text(0.5, 0.5, f"no {key} values logged", ha="center", va="center", transform=ax.transAxes)
+    elif log_y and min(all_values) > 0:
+        ax.set_yscale("log")
+    if any(runs) and all_values:
+        ax.legend(fontsize=8)
     if y_min is not None:
         ax.set_ylim(bottom=y_min)
     ax.set(title=title, xlabel="step", ylabel=ylabel)
@@ -136,3 +147,31 @@ def plot_masks(spec: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int]
     axes[2].legend(handles=handles, loc="upper right", fontsize=7, ncols=min(4, len(handles)))
     axes[2].set_xlabel("time (s)")
     return _save(fig, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ajepa.plots KEY OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]``: compare runs' logged metrics."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ajepa.plots", description=main.__doc__)
+    p.add_argument("key", help="a metrics.jsonl field, e.g. loss or effective_rank")
+    p.add_argument("out", help="PNG to write")
+    p.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (a folder holding metrics.jsonl)")
+    p.add_argument("--log-y", action="store_true")
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    runs = {}
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            p.error(f"expected LABEL=RUN_DIR, got {item!r}")
+        metrics = Path(folder) / "metrics.jsonl"
+        if not metrics.is_file():
+            p.error(f"{metrics}: no such file")
+        runs[label] = read_metrics(metrics)
+    plot_curves(runs, args.key, args.out, title=args.title or args.key, ylabel=args.key, log_y=args.log_y)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -309,3 +309,18 @@ def test_deterministic_scope_restores_the_callers_setting():
             assert torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def test_plots_cli_compares_runs(tmp_path) -> None:
+    from ajepa.plots import main as plots_main
+
+    for name, rank in (("a", 10.0), ("b", 40.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": s, "effective_rank": rank + s}) + "\n" for s in (10, 20, 30)))
+    out = tmp_path / "rank.png"
+    assert plots_main(["effective_rank", str(out), f"A={tmp_path / 'a'}", f"B={tmp_path / 'b'}"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    with pytest.raises(SystemExit):
+        plots_main(["effective_rank", str(out), f"C={tmp_path / 'missing'}"])
