@@ -104,12 +104,12 @@ class ViTEncoder(nn.Module):
                 raise ConfigError(f"keep_idx must be (B, M), got {tuple(keep_idx.shape)}")
             # Gathering before the (token-wise) patch embedding is the same as after it and skips dropped tokens.
             x = self.patch_embed(apply_masks(tokens, keep_idx)) + pos[keep_idx]
-        first_averaged = len(self.blocks) - average_last
+        last = len(self.blocks) - 1
         total: Tensor | None = None
-        for i, block in enumerate(self.blocks[:-1]):
+        for i, block in enumerate(self.blocks):
             x = block(x)
-            if i >= first_averaged:
+            if last - average_last < i < last:
                 h = F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
                 total = h if total is None else total + h
-        out = self.norm(self.blocks[-1](x))
+        out = self.norm(x)
         return out if total is None else (total + out) / average_last
