@@ -378,3 +378,21 @@ def test_instance_norm_uses_valid_tokens_only() -> None:
     tgt = torch.arange(N).view(1, 1, N).expand(2, 1, N)
     t = m._targets(tokens, GRID, tgt)
     assert t.shape == (2, 1, N, MINI.embed_dim) and torch.isfinite(t).all()
+
+
+def test_prediction_weight_zero_trains_by_the_regulariser_alone(batch) -> None:
+    from ajepa.models.jepa import variance_covariance
+
+    tokens, ctx, tgt = batch
+    torch.manual_seed(0)
+    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(prediction_weight=0.0, variance_weight=1.0, covariance_weight=0.04))
+    loss = m(tokens, GRID, ctx, tgt)["loss"]
+    var, cov = variance_covariance(m.context_encoder(tokens, GRID, keep_idx=ctx).reshape(-1, MINI.embed_dim))
+    torch.testing.assert_close(loss, var + 0.04 * cov)
+    loss.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in m.predictor.parameters())
+    assert m.context_encoder.patch_embed.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="nothing would be trained"):
+        ObjectiveConfig(prediction_weight=0.0)
+    with pytest.raises(ConfigError):
+        ObjectiveConfig(prediction_weight=-1.0)

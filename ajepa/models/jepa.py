@@ -32,7 +32,8 @@ class ObjectiveConfig:
     content rather than what the context already implies). ``variance_weight`` / ``covariance_weight``: VICReg
     terms on the context encoder's output tokens (:func:`variance_covariance`), 0 = off; they apply to both
     objectives. ``target_instance_norm``: standardise each target channel over the clip's tokens before the layer
-    norm (data2vec's audio targets, :func:`instance_norm`). ``ignore_padding``: targets in zero-padded time
+    norm (data2vec's audio targets, :func:`instance_norm`). ``prediction_weight`` scales the prediction loss;
+    0 with VICReg terms on is the ablation that trains the encoder by the regulariser alone. ``ignore_padding``: targets in zero-padded time
     columns of short clips are left out of the loss (the trainer passes the valid tokens).
     """
 
@@ -44,6 +45,7 @@ class ObjectiveConfig:
     target_instance_norm: bool = False
     variance_weight: float = 0.0
     covariance_weight: float = 0.0
+    prediction_weight: float = 1.0
     ignore_padding: bool = True
 
     def __post_init__(self) -> None:
@@ -53,8 +55,10 @@ class ObjectiveConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
         if self.target_input not in TARGET_INPUTS:
             raise ConfigError(f"unknown target_input {self.target_input!r}; choose one of {TARGET_INPUTS}")
-        if self.variance_weight < 0 or self.covariance_weight < 0:
-            raise ConfigError("variance_weight and covariance_weight must be >= 0")
+        if min(self.variance_weight, self.covariance_weight, self.prediction_weight) < 0:
+            raise ConfigError("variance_weight, covariance_weight and prediction_weight must be >= 0")
+        if self.prediction_weight == 0 and self.variance_weight == 0 and self.covariance_weight == 0:
+            raise ConfigError("every loss term has weight 0: nothing would be trained")
         if self.target_layers < 1:
             raise ConfigError(f"target_layers must be >= 1, got {self.target_layers}")
 
@@ -167,8 +171,8 @@ class AudioJEPA(nn.Module):
         z = self.context_encoder(tokens, grid, keep_idx=context_idx)
         pred = self.predictor(z, context_idx, target_idx, grid)
         weight = None if token_valid is None else token_valid.gather(1, target_idx.flatten(1)).view_as(target_idx)
-        loss = regression_loss(pred, targets, loss_kind, weight)
         obj = self.objective
+        loss = obj.prediction_weight * regression_loss(pred, targets, loss_kind, weight)
         if obj.variance_weight > 0 or obj.covariance_weight > 0:
             var_term, cov_term = variance_covariance(z.reshape(-1, z.shape[-1]))
             loss = loss + obj.variance_weight * var_term + obj.covariance_weight * cov_term
