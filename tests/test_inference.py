@@ -274,18 +274,27 @@ def test_long_audio_is_windowed_and_stitched(model):
     assert not np.allclose(frames[-1], head[-1])
 
 
-def test_short_audio_padding_never_pooled(model):
-    wav = _tone(0.3)  # 28 frames: 2 of the 7 columns of a window hold audio
-    got = model.embed(wav, SR)
+def _encode_one_window(model: Embedder, wav: np.ndarray,
+                       average_last: int = 1) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """``(tokens (N, D), holds_audio (N,) bool, grid)`` of a clip no longer than one window, zero-padded to it and
+    encoded directly (no ``Embedder`` windowing): the reference the pooling tests compare against."""
+    assert len(wav) <= CLIP_SECONDS * SR
     with torch.inference_mode():
         padded = torch.zeros(1, int(CLIP_SECONDS * SR))
         padded[0, : len(wav)] = torch.from_numpy(wav)
         spec = model.frontend(padded)
         tokens, grid = patchify(spec, model.patch)
         ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
-        out = model.encoder(tokens, grid)[0]
+        out = model.encoder(tokens, grid, average_last=average_last)[0]
+    return out, ok[0], grid
+
+
+def test_short_audio_padding_never_pooled(model):
+    wav = _tone(0.3)  # 28 frames: 2 of the 7 columns of a window hold audio
+    got = model.embed(wav, SR)
+    out, ok, _ = _encode_one_window(model, wav)
     assert 0 < int(ok.sum()) < ok.numel()
-    np.testing.assert_allclose(got, out[ok[0]].mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(got, out[ok].mean(0).numpy(), atol=1e-5)
     assert not np.allclose(got, out.mean(0).numpy(), atol=1e-4)
 
     tiny = model.embed(_tone(0.005), SR, return_frames=True)  # shorter than one 25 ms frame
@@ -339,16 +348,9 @@ def _column_concatenations(model: Embedder, wav: np.ndarray, average_last: int =
     """``(columns holding audio, F_p * D)``: the encoder's tokens of a clip no longer than one window, each time
     column's tokens concatenated in frequency order; computed here without the windowing of ``Embedder``, with
     ``encoder(..., average_last=average_last)`` whatever ``model.average_layers`` is."""
-    assert len(wav) <= CLIP_SECONDS * SR
-    with torch.inference_mode():
-        padded = torch.zeros(1, int(CLIP_SECONDS * SR))
-        padded[0, : len(wav)] = torch.from_numpy(wav)
-        spec = model.frontend(padded)
-        tokens, grid = patchify(spec, model.patch)
-        ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
-        out = model.encoder(tokens, grid, average_last=average_last)[0]
-        out = out.view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
-    cols = ok[0].view(grid[1], grid[0]).all(-1)
+    out, ok, grid = _encode_one_window(model, wav, average_last)
+    out = out.view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
+    cols = ok.view(grid[1], grid[0]).all(-1)
     return out[cols].reshape(int(cols.sum()), -1)
 
 
