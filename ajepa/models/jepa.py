@@ -174,8 +174,14 @@ class AudioJEPA(nn.Module):
         obj = self.objective
         loss = obj.prediction_weight * regression_loss(pred, targets, loss_kind, weight)
         if obj.variance_weight > 0 or obj.covariance_weight > 0:
-            var_term, cov_term = variance_covariance(z.reshape(-1, z.shape[-1]))
-            loss = loss + obj.variance_weight * var_term + obj.covariance_weight * cov_term
+            features = z.reshape(-1, z.shape[-1])
+            if token_valid is not None:
+                # Padding tokens all encode the same silence; counting them would spend the regulariser on
+                # spreading a constant input instead of the audio (FSDD clips are ~60% padding at 1 s crops).
+                features = features[token_valid.gather(1, context_idx).reshape(-1)]
+            if features.shape[0] >= 2:
+                var_term, cov_term = variance_covariance(features)
+                loss = loss + obj.variance_weight * var_term + obj.covariance_weight * cov_term
         monitored = targets if self.target_encoder is not None else z
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
