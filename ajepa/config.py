@@ -36,6 +36,7 @@ class DataConfig:
     num_workers: int = 1
     gain_db: tuple[float, float] | None = (-6.0, 6.0)
     random_crop: bool = True
+    sampling: str = "file"
     drop_last: bool = True
     shuffle_buffer: int = 1000
 
@@ -51,6 +52,10 @@ class DataConfig:
         if self.batch_size < 1 or self.clip_seconds <= 0 or self.num_workers < 0 or self.synthetic_size < 1:
             raise ConfigError(f"invalid data config: batch_size={self.batch_size}, clip_seconds={self.clip_seconds}"
                               f", num_workers={self.num_workers}, synthetic_size={self.synthetic_size}")
+        if self.sampling not in ("file", "duration"):
+            raise ConfigError(f"data.sampling must be file or duration, got {self.sampling!r}")
+        if self.sampling == "duration" and self.source != "folder":
+            raise ConfigError(f"data.sampling=duration needs the folder source (file durations), not {self.source!r}")
         if self.gain_db is not None:
             self.gain_db = (float(self.gain_db[0]), float(self.gain_db[1]))
 

@@ -23,6 +23,7 @@ from ajepa.data import (
     synthesize_clip,
     write_synthetic_corpus,
 )
+from ajepa.config import DataConfig
 from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import list_audio_files, load_audio
 
@@ -147,6 +148,52 @@ def test_long_files_are_cropped_and_short_files_padded(tmp_path: Path) -> None:
 
     head = AudioClipDataset(files, clip_seconds=1.0, gain_db=None, random_crop=False)[(0, 3)]
     np.testing.assert_array_equal(head["wav"].numpy(), long_wav[:SR])
+
+
+def test_duration_sampling_gives_long_files_one_item_per_clip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    files = [_write(tmp_path / "a.wav", rng.uniform(-0.5, 0.5, int(3.02 * SR)).astype(np.float32)),
+             _write(tmp_path / "b.wav", _sine(0.4, 0.5)),
+             _write(tmp_path / "c.wav", _sine(2.0, 0.5, sr=8000), sr=8000)]
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    files.append(str(tmp_path / "broken.wav"))
+    per_file = AudioClipDataset(files, clip_seconds=1.0, gain_db=None)
+    ds = AudioClipDataset(files, clip_seconds=1.0, gain_db=None, sampling="duration")
+    assert len(per_file) == 4
+    # 3.02 s -> 3 items (rounded, not 4), 0.4 s -> 1, 2 s at 8 kHz -> 2, unreadable header -> 1.
+    assert len(ds) == 3 + 1 + 2 + 1
+    assert [ds[i]["path"] for i in range(6)] == [files[0]] * 3 + [files[1]] + [files[2]] * 2
+    # Each item of a long file is its own random crop.
+    crops = {ds[(i, 0)]["wav"][:8].numpy().tobytes() for i in range(3)}
+    assert len(crops) == 3
+    # The unreadable file is skipped as with per-file sampling (its neighbour, in list order, is used).
+    assert ds[6]["path"] == files[0] and ds[6]["skipped"] == [files[3]]
+    with pytest.raises(IndexError):
+        ds[7]
+    with pytest.raises(ConfigError, match="sampling"):
+        AudioClipDataset(files, clip_seconds=1.0, sampling="seconds")
+    with pytest.raises(ConfigError, match="folder source"):
+        DataConfig(sampling="duration")  # the synthetic corpus has no file durations
+
+
+@pytest.mark.parametrize("file_sr", [44100, 8000, SR])
+def test_long_files_decode_only_the_crop_and_match_a_full_decode(tmp_path: Path, file_sr: int) -> None:
+    from ajepa.data.dataset import read_window, resampled_length
+
+    wav = np.random.default_rng(1).uniform(-0.5, 0.5, int(4.3 * file_sr)).astype(np.float32)
+    path = _write(tmp_path / "long.wav", wav, sr=file_sr)
+    full = load_audio(path, target_sr=SR)
+    assert resampled_length(len(wav), file_sr, SR) == full.shape[0]
+    for start in (0, 1, 12345, full.shape[0] - SR):  # the file's first and last samples included
+        window = read_window(path, file_sr, len(wav), start, SR, SR)
+        torch.testing.assert_close(window, full[start:start + SR], atol=1e-5, rtol=0)
+    # The dataset's crops are those of the fully decoded file.
+    ds = AudioClipDataset([path], clip_seconds=1.0, gain_db=None)
+    for batch_index in range(3):
+        item = ds[(0, batch_index)]
+        start = int(np.random.default_rng((0, 0, batch_index)).integers(0, full.shape[0] - SR + 1))
+        torch.testing.assert_close(item["wav"], full[start:start + SR], atol=1e-5, rtol=0)
+        assert item["length"] == SR
 
 
 def test_files_are_resampled_to_the_dataset_rate(tmp_path: Path) -> None:

@@ -300,15 +300,18 @@ def test_average_last_layers_matches_hand_computed_mean() -> None:
     enc = ViTEncoder(replace(MINI, depth=3)).eval()
     tokens = torch.randn(2, N, MINI.patch_dim)
     assert torch.equal(enc(tokens, GRID, average_last=1), enc(tokens, GRID))
-    x = enc.patch_embed(tokens) + enc.pos_embed(GRID, tokens.device, tokens.dtype)
+    x = x0 = enc.patch_embed(tokens) + enc.pos_embed(GRID, tokens.device, tokens.dtype)
     outs = []
     for block in enc.blocks:
         x = block(x)
         outs.append(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-6))
     outs[-1] = enc.norm(x)
     torch.testing.assert_close(enc(tokens, GRID, average_last=2), (outs[1] + outs[2]) / 2)
+    # depth + 1 adds hidden state 0, the patch embedding (with positions).
+    embedded = torch.nn.functional.layer_norm(x0, x0.shape[-1:], eps=1e-6)
+    torch.testing.assert_close(enc(tokens, GRID, average_last=4), (embedded + outs[0] + outs[1] + outs[2]) / 4)
     with pytest.raises(ConfigError, match="average_last"):
-        enc(tokens, GRID, average_last=4)
+        enc(tokens, GRID, average_last=5)
     with pytest.raises(ConfigError, match="target_layers"):
         AudioJEPA(replace(MINI, depth=2), SMALL_PRED, ObjectiveConfig(target_layers=3))
 
@@ -396,3 +399,21 @@ def test_prediction_weight_zero_trains_by_the_regulariser_alone(batch) -> None:
         ObjectiveConfig(prediction_weight=0.0)
     with pytest.raises(ConfigError):
         ObjectiveConfig(prediction_weight=-1.0)
+
+
+def test_variance_covariance_ignores_padding_tokens(batch) -> None:
+    from ajepa.models.jepa import variance_covariance
+
+    tokens, ctx, tgt = batch
+    torch.manual_seed(0)
+    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(prediction_weight=0.0, variance_weight=1.0, covariance_weight=0.04))
+    valid = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    valid[1, N // 2:] = False  # sample 1: the second half of its tokens is padding
+    z = m.context_encoder(tokens, GRID, keep_idx=ctx)
+    kept = valid.gather(1, ctx)
+    assert 2 <= kept.sum() < kept.numel()  # the batch really mixes audio and padding in the context
+    var, cov = variance_covariance(z[kept])
+    torch.testing.assert_close(m(tokens, GRID, ctx, tgt, valid)["loss"], var + 0.04 * cov)
+    # Only padding in the context: nothing to regularise, and no error.
+    none_valid = torch.zeros_like(valid)
+    assert m(tokens, GRID, ctx, tgt, none_valid)["loss"].item() == 0.0

@@ -8,6 +8,7 @@ whatever the number of workers, and a resumed run (``start_batch``) continues ex
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -20,6 +21,8 @@ from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import list_audio_files, load_audio
 
 logger = logging.getLogger(__name__)
+
+SAMPLINGS = ("file", "duration")
 
 # What a broken or unreadable file can raise while decoding; anything else is a bug and propagates.
 _READ_ERRORS = (AudioInputError, sf.SoundFileError, OSError, EOFError)
@@ -55,6 +58,10 @@ class AudioClipDataset(Dataset):
         gain_db: ``(low, high)`` uniform gain range in dB, or None for no gain. The gain is capped so that
             the peak never exceeds 1 (no clipping).
         random_crop: random crop offset for long files; False takes the first ``clip_seconds``.
+        sampling: ``"file"``: each file is one item per epoch; ``"duration"``: a file is ``round(duration /
+            clip_seconds)`` items (at least 1) (each its own random crop), so every second of audio is equally likely to be
+            trained on and long recordings are not under-sampled next to short ones. Durations come from the
+            file headers (``soundfile.info``); a file whose header cannot be read counts once.
 
     Raises:
         AudioInputError: no files given or found; every file unreadable (from ``__getitem__``).
@@ -68,6 +75,7 @@ class AudioClipDataset(Dataset):
         seed: int = 0,
         gain_db: tuple[float, float] | None = (-6.0, 6.0),
         random_crop: bool = True,
+        sampling: str = "file",
     ) -> None:
         if isinstance(files, (str, os.PathLike)):
             root = os.fspath(files)
@@ -89,20 +97,28 @@ class AudioClipDataset(Dataset):
         self.gain_db = gain_db
         self.random_crop = random_crop
         self.failures: dict[str, str] = {}
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.sampling = sampling
+        counts = [crops_per_file(f, clip_seconds) for f in self.files] if sampling == "duration" else None
+        # Item -> file index; None means the identity (one item per file).
+        self.item_files = None if counts is None else np.repeat(np.arange(len(self.files)), counts)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) if self.item_files is None else len(self.item_files)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, batch_index = _split_key(key)
-        if not 0 <= index < len(self.files):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self.files)} files")
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
+        first = index if self.item_files is None else int(self.item_files[index])
         skipped: list[str] = []
-        # Walk forward from `index` at most once around the list, so a dead corpus fails instead of spinning.
+        # Walk forward from the item's file at most once around the list, so a dead corpus fails instead of spinning.
+        rng = np.random.default_rng((self.seed, index, batch_index))
         for offset in range(len(self.files)):
-            path = self.files[(index + offset) % len(self.files)]
-            wav = self._read(path)
-            if wav is not None:
+            path = self.files[(first + offset) % len(self.files)]
+            got = self._read_clip(path, rng)
+            if got is not None:
                 break
             skipped.append(path)
         else:
@@ -110,29 +126,89 @@ class AudioClipDataset(Dataset):
                 f"all {len(self.files)} audio files are unreadable; first failure: "
                 f"{skipped[0]}: {self.failures.get(skipped[0], '?')}"
             )
-        rng = np.random.default_rng((self.seed, index, batch_index))
-        clip, length = self._crop(wav, rng)
+        clip, length = got
         return {"wav": apply_gain(clip, self.gain_db, rng), "length": length, "batch_index": batch_index,
                 "path": path, "skipped": skipped}
 
-    def _read(self, path: str) -> torch.Tensor | None:
-        """The decoded file, or None (recorded in ``failures``) when it cannot be used."""
+    def _read_clip(self, path: str, rng: np.random.Generator) -> tuple[torch.Tensor, int] | None:
+        """One clip of the file and its real length, or None (recorded in ``failures``) when it cannot be used."""
         if path in self.failures:
             return None
         try:
-            return load_audio(path, target_sr=self.sample_rate)
+            info = sf.info(path)
+            n = resampled_length(info.frames, info.samplerate, self.sample_rate)
+            # Long files (a 10 s recording for a 1 s crop): decode only the crop's neighbourhood. Decoding and
+            # resampling the whole file would cost several times the rest of the pipeline per item.
+            if n >= 2 * self.clip_samples:
+                start = self._crop_start(n, rng)
+                clip = read_window(path, info.samplerate, info.frames, start, self.clip_samples, self.sample_rate)
+                if clip is not None:
+                    return clip, self.clip_samples
+                return self._crop(load_audio(path, target_sr=self.sample_rate), start)
+            wav = load_audio(path, target_sr=self.sample_rate)
+            return self._crop(wav, self._crop_start(wav.shape[0], rng))
         except _READ_ERRORS as err:
             reason = f"{type(err).__name__}: {err}"
         self.failures[path] = reason
         logger.warning("skipping unreadable audio file %s (%s)", path, reason)
         return None
 
-    def _crop(self, wav: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
-        n = wav.shape[0]
-        if n >= self.clip_samples:
-            start = int(rng.integers(0, n - self.clip_samples + 1)) if self.random_crop else 0
+    def _crop_start(self, n: int, rng: np.random.Generator) -> int:
+        """Offset of the crop in a waveform of ``n`` samples (0 for files no longer than a clip)."""
+        if n >= self.clip_samples and self.random_crop:
+            return int(rng.integers(0, n - self.clip_samples + 1))
+        return 0
+
+    def _crop(self, wav: torch.Tensor, start: int) -> tuple[torch.Tensor, int]:
+        if wav.shape[0] >= self.clip_samples:
+            start = min(start, wav.shape[0] - self.clip_samples)  # a header can overstate the length
             return wav[start:start + self.clip_samples].clone(), self.clip_samples
         return pad_clip(wav, self.clip_samples)
+
+
+def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
+    """Samples of a ``frames``-long signal at ``orig_sr`` after :func:`ajepa.features.audio.resample`."""
+    return frames if orig_sr == target_sr else -(-frames * target_sr // orig_sr)
+
+
+# Target-rate samples decoded on each side of a window: the resampling kernel reaches ~6 output samples
+# (torchaudio's default lowpass width), so the samples kept never see the window's cut edges.
+_WINDOW_MARGIN = 64
+
+
+def read_window(path: str, orig_sr: int, frames: int, start: int, length: int, target_sr: int) -> torch.Tensor | None:
+    """Samples ``[start, start + length)`` of the file resampled to ``target_sr``, decoding only their neighbourhood.
+
+    The decoded span starts on a sample where the source and target grids coincide (a multiple of
+    ``orig_sr / gcd``), so resampling it puts every output sample at the same instant, with the same filter
+    phase, as resampling the whole file; the result matches a full decode to float rounding. Returns None when
+    the file yields fewer samples than its header promised (the caller then decodes the whole file).
+    """
+    g = math.gcd(orig_sr, target_sr)
+    step_src, step_tgt = orig_sr // g, target_sr // g
+    margin = 0 if orig_sr == target_sr else _WINDOW_MARGIN
+    first = max(0, start - margin) // step_tgt * step_tgt  # target index on the common grid
+    src_start = first // step_tgt * step_src
+    src_stop = min(frames, -(-(start + length + margin) * orig_sr // target_sr) + 1)
+    data, _ = sf.read(path, start=src_start, stop=src_stop, dtype="float32", always_2d=True)
+    if data.shape[0] == 0:
+        return None
+    wav = load_audio(np.ascontiguousarray(data.T), sr=orig_sr, target_sr=target_sr)
+    clip = wav[start - first:start - first + length]
+    return clip.clone() if clip.shape[0] == length else None
+
+
+def crops_per_file(path: str, clip_seconds: float) -> int:
+    """``round(duration / clip_seconds)`` from the file header, at least 1 (and 1 when the header is unreadable,
+    so the file still gets its one chance to be read, and skipped, like any other). Rounding, not ceil: a 5 s
+    recording whose header says 5.02 s is 5 clips of 1 s, not 6."""
+    try:
+        info = sf.info(path)
+    except _READ_ERRORS:
+        return 1
+    if info.samplerate <= 0 or info.frames <= 0:
+        return 1
+    return max(1, round(info.frames / info.samplerate / clip_seconds))
 
 
 def pad_clip(wav: torch.Tensor, clip_samples: int) -> tuple[torch.Tensor, int]:
