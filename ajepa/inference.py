@@ -5,7 +5,7 @@
 >>> clip = model.embed("dog.wav")                         # (D,) float32
 >>> clips = model.embed(["a.wav", "b.flac"])              # (2, D)
 >>> clip, frames, times = model.embed(wav, sr=44100, return_frames=True)   # frames (T', D), times (T',) s
->>> probe_ready = ajepa.load("exported_model/", average_layers="all")   # mean of every block's output
+>>> probe_ready = ajepa.load("exported_model/", average_layers="all")   # mean of every layer's output
 
 How audio becomes embeddings (every rule here is part of the API):
 
@@ -31,9 +31,10 @@ How audio becomes embeddings (every rule here is part of the API):
   feature varies over time; a clip of one column has a zero std part.
   ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
 - **Layers.** Token embeddings are the encoder's final output by default. ``average_layers=k`` (:func:`load`,
-  :class:`Embedder`) makes them the mean of the last ``k`` blocks' outputs, each layer-normalised
-  (``ViTEncoder.forward(average_last=k)``); ``"all"`` averages every block. Frames and every pooling are built on
-  these tokens. Frozen linear probes of trained encoders are clearly better with the average over all blocks
+  :class:`Embedder`) makes them the mean of the last ``k`` of the encoder's ``depth + 1`` hidden states (the
+  patch embedding, then each block's output), each layer-normalised (``ViTEncoder.forward(average_last=k)``);
+  ``"all"`` averages every one of them, the embedding layer included. Frames and every pooling are built on
+  these tokens. Frozen linear probes of trained encoders are clearly better with the average over all layers
   (SUPERB-style layer pooling) than with the final output alone. It is a run-time setting, not part of an
   exported model.
 
@@ -75,7 +76,7 @@ CLIP_POOLINGS = tuple(p for p in POOLINGS if p != "none")
 # computed for either of them serve both.
 _COLUMN_CAT_POOLINGS = ("freqcat", "freqcat+std")
 ENCODER_CHOICES = ("target", "context")
-# ``average_layers`` value meaning every block of the encoder (resolved to its depth).
+# ``average_layers`` value meaning every hidden state of the encoder (resolved to depth + 1).
 AVERAGE_ALL = "all"
 
 AudioSource = Union[str, os.PathLike, np.ndarray, Tensor]
@@ -94,17 +95,17 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def resolve_average_layers(value: int | str, depth: int) -> int:
-    """How many last blocks an encoder of ``depth`` blocks averages for ``average_layers=value``: an int in
-    ``1..depth``, or :data:`AVERAGE_ALL` for ``depth``.
+    """How many last hidden states an encoder of ``depth`` blocks averages for ``average_layers=value``: an int
+    in ``1..depth + 1``, or :data:`AVERAGE_ALL` for ``depth + 1`` (every block and the patch embedding).
 
     Raises:
         ValueError: anything else, naming the encoder depth (a plain ``ValueError``, not a model-file error).
     """
     if value == AVERAGE_ALL:
-        return int(depth)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= depth:
-        raise ValueError(f"average_layers must be an int in 1..{depth} (the encoder depth) or {AVERAGE_ALL!r}, "
-                         f"got {value!r}")
+        return int(depth) + 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= depth + 1:
+        raise ValueError(f"average_layers must be an int in 1..{depth + 1} (the encoder's hidden states: depth + 1) "
+                         f"or {AVERAGE_ALL!r}, got {value!r}")
     return value
 
 
@@ -189,9 +190,9 @@ class Embedder:
         sample_rate: the rate every input is resampled to (Hz).
         embed_dim: ``D``, the width of clip ("mean") and frame embeddings.
         source_encoder: ``"target"``, ``"context"`` or ``"random"`` (from :meth:`from_config`).
-        average_layers: the encoder's token embeddings are the mean of its last ``average_layers`` block outputs
+        average_layers: the encoder's token embeddings are the mean of its last ``average_layers`` hidden states
             (1: the final output, the default; see "Layers" in the module docstring). Given as an int in
-            ``1..depth`` or ``"all"`` (the depth); stored as the int.
+            ``1..depth + 1`` or ``"all"`` (``depth + 1``: every block and the patch embedding); stored as the int.
         bf16: run the encoder under bfloat16 autocast on CUDA or CPU (faster on GPUs and on CPUs with AMX /
             AVX512-BF16, slower on older CPUs; about 1e-2 relative deviation); ignored on MPS. Off by default so
             that results are plain float32.
@@ -505,8 +506,8 @@ def load(
             one is an error.
         device: where to run; ``None`` picks CUDA, then MPS, then CPU.
         bf16: bfloat16 autocast for the encoder on CUDA/CPU (see :class:`Embedder`).
-        average_layers: embed with the mean of the encoder's last ``average_layers`` block outputs, an int in
-            ``1..depth`` or ``"all"`` (see :class:`Embedder`); 1, the final output, by default.
+        average_layers: embed with the mean of the encoder's last ``average_layers`` hidden states, an int in
+            ``1..depth + 1`` or ``"all"`` (see :class:`Embedder`); 1, the final output, by default.
 
     Raises:
         CheckpointError: missing file, unknown format or version, bad config, or weights whose names/shapes do not

@@ -10,7 +10,7 @@
   weight files, so retrained weights never reuse stale embeddings.
 
 Encoders (trained and random) take ``average_layers`` (``ajepa.inference.Embedder``: the mean of the last k block
-outputs, ``"all"`` for every block), so that a random baseline is read out exactly like the trained model it is
+outputs, ``"all"`` for every block and the patch embedding), so that a random baseline is read out exactly like the trained model it is
 compared with; the log-mel statistics have no layers and ignore it.
 
 ``ajepa.features`` and ``ajepa.inference`` are imported lazily: the probes and readers work without them.

@@ -390,9 +390,9 @@ def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
     assert json.loads((out / "results.json").read_text())["meta"]["average_layers"] == "all"
     entries = {e["model"]: e for e in (json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*.json"))}
     assert len(entries) == n_cached + 1
-    depth = random_init_embedder("mini").embedder.encoder_config.depth
+    depth = random_init_embedder("mini").embedder.encoder_config.depth  # "all": every block and the patch embedding
     final, = (e for k, e in entries.items() if k.startswith("random-init") and ":avg" not in k)
-    every = entries[final["model"] + f":avg{depth}"]
+    every = entries[final["model"] + f":avg{depth + 1}"]
     with np.load(tmp_path / "cache" / f"{final['key']}.npz") as a, \
             np.load(tmp_path / "cache" / f"{every['key']}.npz") as b:
         assert a["embeddings"].shape == b["embeddings"].shape and not np.allclose(a["embeddings"], b["embeddings"])

@@ -103,7 +103,7 @@ def test_suite_with_stand_in_models_and_task_overrides(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "out" / "results.json").read_text())
     # --average-layers reaches every member and is recorded in the report.
     assert settings == ["all", "all"] and payload["meta"]["average_layers"] == "all"
-    assert "mean of every block's output (`--average-layers all`" in (tmp_path / "out" / "results.md").read_text()
+    assert "mean of every layer's output (patch embedding and blocks) (`--average-layers all`" in (tmp_path / "out" / "results.md").read_text()
     assert payload["tasks"]["speech_commands"]["data"] == str(moved)
     r = payload["results"]["speech_commands"]["a"]
     assert r["n"] == 2 and r["mean"] > 0.5

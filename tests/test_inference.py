@@ -406,16 +406,19 @@ def test_average_layers_embeds_the_mean_of_the_last_blocks(ckpt, model, exported
     f_p = model.window_grid[0]
     np.testing.assert_allclose(avg.embed(wav, SR), expected.view(f_p, -1).mean(0).numpy(), atol=1e-5)
     assert not np.allclose(avg.embed(wav, SR), model.embed(wav, SR), atol=1e-3)
-    # "all" is the depth, 1 the default; a run-time setting that an export does not store.
+    # "all" is depth + 1 (the blocks and the patch embedding), 1 the default; a run-time setting that an export
+    # does not store.
     every = load(exported, device="cpu", average_layers="all")
-    assert every.average_layers == depth
+    assert every.average_layers == depth + 1
     np.testing.assert_array_equal(every.embed(wav, SR),
-                                  load(exported, device="cpu", average_layers=depth).embed(wav, SR))
+                                  load(exported, device="cpu", average_layers=depth + 1).embed(wav, SR))
+    assert not np.allclose(every.embed(wav, SR), load(exported, device="cpu", average_layers=depth).embed(wav, SR),
+                           atol=1e-3)
     np.testing.assert_array_equal(load(exported, device="cpu", average_layers=1).embed(wav, SR), model.embed(wav, SR))
     rnd = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, device="cpu", average_layers="all")
-    assert rnd.average_layers == depth and "average_layers" not in rnd.export_config()
-    for bad in (0, depth + 1, True, "last", 2.0):
-        with pytest.raises(ValueError, match=rf"average_layers must be an int in 1\.\.{depth}") as info:
+    assert rnd.average_layers == depth + 1 and "average_layers" not in rnd.export_config()
+    for bad in (0, depth + 2, True, "last", 2.0):
+        with pytest.raises(ValueError, match=rf"average_layers must be an int in 1\.\.{depth + 1}") as info:
             load(exported, device="cpu", average_layers=bad)
         assert not isinstance(info.value, CheckpointError)  # a bad setting, not a bad model file
     # The CLI: "all" reaches the model; beyond the depth is a clear error (status 1), malformed a usage error.
@@ -426,6 +429,6 @@ def test_average_layers_embeds_the_mean_of_the_last_blocks(ckpt, model, exported
     assert embed_cli([*argv, "--average-layers", "all"]) == 0
     with np.load(out, allow_pickle=False) as npz:
         np.testing.assert_allclose(npz["embeddings"][0], every.embed(clip), atol=1e-6)
-    assert embed_cli([*argv, "--average-layers", str(depth + 1)]) == 1
+    assert embed_cli([*argv, "--average-layers", str(depth + 2)]) == 1
     with pytest.raises(SystemExit):
         embed_cli([*argv, "--average-layers", "0"])

@@ -84,9 +84,11 @@ class ViTEncoder(nn.Module):
                 average_last: int = 1) -> Tensor:
         """``tokens (B, N, P)``, ``keep_idx (B, M)`` -> ``(B, M, D)`` (``(B, N, D)`` when keep_idx is None).
 
-        ``average_last > 1`` returns the mean of the last ``average_last`` blocks' outputs instead of the final one
-        (data2vec-style regression targets). Each is normalised without affine parameters first (the final one by
-        the encoder's own ``norm``), so no layer dominates the mean by its scale.
+        ``average_last > 1`` returns the mean of the last ``average_last`` hidden states instead of the final one
+        (data2vec-style regression targets, SUPERB-style layer pooling). The hidden states are the patch embedding
+        (plus positions) and each block's output, ``depth + 1`` in all, so ``average_last = depth + 1`` includes
+        the embedding layer. Each is normalised without affine parameters first (the final one by the encoder's
+        own ``norm``), so no layer dominates the mean by its scale.
         """
         b, n, p = tokens.shape
         if p != self.cfg.patch_dim:
@@ -94,8 +96,9 @@ class ViTEncoder(nn.Module):
                               f"{self.cfg.patch_dim} (patch {self.cfg.patch})")
         if n != grid[0] * grid[1]:
             raise ConfigError(f"{n} tokens do not fill the grid {tuple(grid)}")
-        if not 1 <= average_last <= len(self.blocks):
-            raise ConfigError(f"average_last must be in 1..{len(self.blocks)} (the depth), got {average_last}")
+        if not 1 <= average_last <= len(self.blocks) + 1:
+            raise ConfigError(f"average_last must be in 1..{len(self.blocks) + 1} (depth + 1 hidden states), "
+                              f"got {average_last}")
         pos = self.pos_embed(grid, tokens.device, tokens.dtype)
         if keep_idx is None:
             x = self.patch_embed(tokens) + pos
@@ -105,7 +108,8 @@ class ViTEncoder(nn.Module):
             # Gathering before the (token-wise) patch embedding is the same as after it and skips dropped tokens.
             x = self.patch_embed(apply_masks(tokens, keep_idx)) + pos[keep_idx]
         last = len(self.blocks) - 1
-        total: Tensor | None = None
+        # The embedding layer is hidden state 0; it joins the mean only when every hidden state is averaged.
+        total = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) if average_last > len(self.blocks) else None
         for i, block in enumerate(self.blocks):
             x = block(x)
             if last - average_last < i < last:
