@@ -291,6 +291,7 @@ def test_cpu15_experiment_preset_composes(tmp_path):
 
     cfg = compose_config(["experiment=cpu15", f"data.root={tmp_path}", "objective=mae"])
     assert cfg.data.source == "folder" and cfg.data.clip_seconds == 1.0 and cfg.data.batch_size == 32
+    assert cfg.data.sampling == "duration" and cfg.objective.variance_weight == 1.0
     assert cfg.model.predictor.embed_dim == 128 and cfg.model.predictor.depth == 4
     assert cfg.optim.final_weight_decay == cfg.optim.weight_decay == 0.04
     assert cfg.trainer.max_steps == 2400 and cfg.objective.name == "mae" and cfg.objective.ignore_padding
