@@ -237,6 +237,7 @@ class StepOutput:
     grad_norm: Tensor
     embeddings: Tensor
     sample: dict[str, Any]
+    loss_terms: dict[str, Tensor] = field(default_factory=dict)
 
 
 def featurize(frontend: LogMelFrontend, wav: Tensor, patch: tuple[int, int]) -> tuple[Tensor, Tensor, tuple[int, int]]:
@@ -271,7 +272,7 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
     apply_hyperparams(state.optimizer, hp)
     patch = state.model.encoder_cfg.patch
     scale = 1.0 / len(micro_batches)
-    losses, stds = [], []
+    losses, stds, terms = [], [], []
     for i, batch in enumerate(micro_batches):
         spec, tokens, grid = featurize(frontend, batch["wav"], patch)
         is_last = i == len(micro_batches) - 1
@@ -286,6 +287,7 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
             (out["loss"] * scale).backward()
         losses.append(out["loss"].detach())
         stds.append(out["target_std"].detach())
+        terms.append(out.get("loss_terms", {}))
     params = [p for p in state.model.parameters() if p.requires_grad]
     # An infinite bound measures the norm without clipping.
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
@@ -296,16 +298,20 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
     sample = {"spec": spec[0], "grid": grid, "context_idx": batch["context_idx"][0],
               "target_idx": batch["target_idx"][0]}
     return StepOutput(loss=torch.stack(losses).mean(), target_std=torch.stack(stds).mean(),
-                      grad_norm=grad_norm.detach(), embeddings=out["target_embeddings"], sample=sample)
+                      grad_norm=grad_norm.detach(), embeddings=out["target_embeddings"], sample=sample,
+                      loss_terms={k: torch.stack([t[k] for t in terms]).mean() for k in terms[0]})
 
 
 def step_metrics(out: StepOutput, info: D.DistInfo) -> dict[str, float]:
-    """Loss, target std, gradient norm and effective rank, averaged over ranks (a collective: all ranks call it)."""
+    """Loss, target std, gradient norm, effective rank and the unweighted loss terms (``loss_<term>``), averaged
+    over ranks (a collective: all ranks call it; they share a config, so they hold the same terms)."""
     rank = effective_rank(out.embeddings)
+    names = sorted(out.loss_terms)
     values = torch.stack([out.loss.float(), out.target_std.float(), out.grad_norm.float(),
-                          torch.tensor(rank, device=out.loss.device)])
-    loss, std, grad_norm, rank = D.all_reduce_mean(values, info).tolist()
-    return {"loss": loss, "target_std": std, "effective_rank": rank, "grad_norm": grad_norm}
+                          torch.tensor(rank, device=out.loss.device), *(out.loss_terms[k].float() for k in names)])
+    loss, std, grad_norm, rank, *term_values = D.all_reduce_mean(values, info).tolist()
+    return {"loss": loss, "target_std": std, "effective_rank": rank, "grad_norm": grad_norm,
+            **{f"loss_{k}": v for k, v in zip(names, term_values)}}
 
 
 # ------------------------------------------------------------------------------------------- the loop

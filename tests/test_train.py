@@ -170,6 +170,8 @@ def test_run_writes_metrics_checkpoint_and_plots(tmp_path):
     for r in records:
         assert {"step", "loss", "lr", "wd", "momentum", "target_std", "effective_rank", "clips_per_s"} <= set(r)
         assert np.isfinite(r["loss"]) and r["effective_rank"] >= 1.0
+        assert r["loss_prediction"] == pytest.approx(r["loss"])  # no VICReg terms: the loss is the prediction
+        assert "loss_variance" not in r
     assert records[0]["momentum"] < records[-1]["momentum"]
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")  # weights_only=True inside
@@ -219,6 +221,15 @@ def test_bf16_autocast_and_mae_objective_run_on_cpu(tmp_path):
     result = train(tiny("trainer.max_steps=1", "trainer.precision=bf16", "objective=mae"), tmp_path)
     assert np.isfinite(result.final_loss)
     assert not any(k.startswith("target_encoder.") for k in load_checkpoint(result.checkpoint)["model"])
+
+
+def test_vicreg_terms_are_logged_and_add_up_to_the_loss(tmp_path):
+    train(tiny("trainer.max_steps=2", "objective.variance_weight=1.0", "objective.covariance_weight=0.04",
+               "objective.prediction_weight=0.5"), tmp_path)
+    for r in (json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()):
+        assert r["loss_variance"] > 0 and r["loss_covariance"] > 0
+        expected = 0.5 * r["loss_prediction"] + r["loss_variance"] + 0.04 * r["loss_covariance"]
+        assert r["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_collapse_guard_aborts_after_checkpoint(tmp_path):

@@ -125,7 +125,8 @@ class AudioJEPA(nn.Module):
     """The pre-training model.
 
     ``forward(tokens (B, N, P), grid, context_idx (B, N_ctx), target_idx (B, K, N_tgt)) -> dict`` with
-    ``loss``, ``target_std`` and ``target_embeddings`` (detached ``(M, D)``).
+    ``loss``, ``loss_terms`` (the detached, unweighted ``prediction`` loss and, when the VICReg terms are on,
+    ``variance`` and ``covariance``), ``target_std`` and ``target_embeddings`` (detached ``(M, D)``).
 
     jepa: the target encoder (an EMA copy, never trained by gradients, always in eval mode) encodes all
     tokens; its (layer-normed) features at the target positions are regressed by the predictor from the
@@ -172,7 +173,9 @@ class AudioJEPA(nn.Module):
         pred = self.predictor(z, context_idx, target_idx, grid)
         weight = None if token_valid is None else token_valid.gather(1, target_idx.flatten(1)).view_as(target_idx)
         obj = self.objective
-        loss = obj.prediction_weight * regression_loss(pred, targets, loss_kind, weight)
+        prediction = regression_loss(pred, targets, loss_kind, weight)
+        loss = obj.prediction_weight * prediction
+        terms = {"prediction": prediction.detach()}
         if obj.variance_weight > 0 or obj.covariance_weight > 0:
             features = z.reshape(-1, z.shape[-1])
             if token_valid is not None:
@@ -182,10 +185,14 @@ class AudioJEPA(nn.Module):
             if features.shape[0] >= 2:
                 var_term, cov_term = variance_covariance(features)
                 loss = loss + obj.variance_weight * var_term + obj.covariance_weight * cov_term
+            else:
+                var_term = cov_term = torch.zeros((), device=z.device)
+            terms.update(variance=var_term.detach(), covariance=cov_term.detach())
         monitored = targets if self.target_encoder is not None else z
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
             "loss": loss,
+            "loss_terms": terms,
             "target_std": embeddings.float().std(dim=0).mean(),
             "target_embeddings": embeddings,
         }
