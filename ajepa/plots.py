@@ -40,23 +40,30 @@ def plot_curve(records: Sequence[dict], key: str, path: str | os.PathLike, *, ti
     return plot_curves({"": records}, key, path, title=title, ylabel=ylabel, log_y=log_y, y_min=y_min)
 
 
-def plot_curves(runs: dict[str, Sequence[dict]], key: str, path: str | os.PathLike, *, title: str,
+def plot_curves(runs: dict[str, Sequence[dict]], key: str | Sequence[str], path: str | os.PathLike, *, title: str,
                 ylabel: str, log_y: bool = False, y_min: float | None = None) -> Path:
-    """One line per run (``{label: records}``) of ``record[key]`` against step, for side-by-side comparisons."""
+    """One line per run (``{label: records}``) and key of ``record[key]`` against step, for side-by-side
+    comparisons. Several keys (``["loss", "loss_prediction"]``) draw one line each, labelled by key (and run)."""
+    keys = [key] if isinstance(key, str) else list(key)
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
     all_values: list[float] = []
+    labelled = False
     for label, records in runs.items():
-        points = [(r["step"], r[key]) for r in records if r.get(key) is not None and np.isfinite(r[key])]
-        if points:
+        for k in keys:
+            points = [(r["step"], r[k]) for r in records if r.get(k) is not None and np.isfinite(r[k])]
+            if not points:
+                continue
             steps, values = zip(*points)
-            ax.plot(steps, values, lw=1.4, label=label or None)
+            name = " ".join(part for part in (label, k if len(keys) > 1 else "") if part)
+            ax.plot(steps, values, lw=1.4, label=name or None)
+            labelled = labelled or bool(name)
             all_values.extend(values)
     if not all_values:
-        ax.text(0.5, 0.5, f"no {key} values logged", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no {', '.join(keys)} values logged", ha="center", va="center", transform=ax.transAxes)
     elif log_y and min(all_values) > 0:
         ax.set_yscale("log")
-    if any(runs) and all_values:
+    if labelled:
         ax.legend(fontsize=8)
     if y_min is not None:
         ax.set_ylim(bottom=y_min)
@@ -66,8 +73,10 @@ def plot_curves(runs: dict[str, Sequence[dict]], key: str, path: str | os.PathLi
 
 
 def plot_loss(records: Sequence[dict], path: str | os.PathLike) -> Path:
-    """Training loss against step."""
-    return plot_curve(records, "loss", path, title="training loss", ylabel="loss", log_y=True)
+    """Training loss against step, with the unweighted loss terms (``loss_*``) beside it when they were logged."""
+    terms = sorted({k for r in records for k in r if k.startswith("loss_")})
+    keys = ["loss", *terms] if terms else "loss"
+    return plot_curves({"": records}, keys, path, title="training loss", ylabel="loss", log_y=True)
 
 
 def plot_rank(records: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -150,11 +159,12 @@ def plot_masks(spec: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ajepa.plots KEY OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]``: compare runs' logged metrics."""
+    """``python -m ajepa.plots KEY[,KEY...] OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]``: compare runs' logged
+    metrics (several comma-separated keys draw a line per key and run)."""
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m ajepa.plots", description=main.__doc__)
-    p.add_argument("key", help="a metrics.jsonl field, e.g. loss or effective_rank")
+    p.add_argument("key", help="a metrics.jsonl field, e.g. loss or effective_rank; or several, comma-separated")
     p.add_argument("out", help="PNG to write")
     p.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (a folder holding metrics.jsonl)")
     p.add_argument("--log-y", action="store_true")
@@ -169,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not metrics.is_file():
             p.error(f"{metrics}: no such file")
         runs[label] = read_metrics(metrics)
-    plot_curves(runs, args.key, args.out, title=args.title or args.key, ylabel=args.key, log_y=args.log_y)
+    keys = [k for k in args.key.split(",") if k]
+    plot_curves(runs, keys, args.out, title=args.title or args.key, ylabel=keys[0] if len(keys) == 1 else "value",
+                log_y=args.log_y)
     return 0
 
 

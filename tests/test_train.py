@@ -7,6 +7,7 @@ Subprocess runs (CLI, SIGKILL + resume, DDP, torch.compile) are in test_train_e2
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import asdict
 
 import numpy as np
@@ -336,3 +337,19 @@ def test_plots_cli_compares_runs(tmp_path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     with pytest.raises(SystemExit):
         plots_main(["effective_rank", str(out), f"C={tmp_path / 'missing'}"])
+
+
+def test_loss_plot_draws_each_logged_loss_term(tmp_path, monkeypatch) -> None:
+    import ajepa.plots as plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault(
+        Path(path).name, [line.get_label() for line in fig.axes[0].get_lines()]))
+    records = [{"step": s, "loss": 1.0 / s, "loss_prediction": 0.5 / s, "loss_variance": 0.1} for s in (1, 2, 3)]
+    plots.plot_loss(records, tmp_path / "terms.png")
+    assert drawn["terms.png"] == ["loss", "loss_prediction", "loss_variance"]
+    plots.plot_loss([{"step": 1, "loss": 1.0}], tmp_path / "plain.png")  # older runs: the total alone
+    assert len(drawn["plain.png"]) == 1
+    runs = {"A": records, "B": records}
+    plots.plot_curves(runs, ["loss", "loss_variance"], tmp_path / "two.png", title="t", ylabel="y")
+    assert drawn["two.png"] == ["A loss", "A loss_variance", "B loss", "B loss_variance"]
