@@ -7,8 +7,8 @@ Subprocess runs (CLI, SIGKILL + resume, DDP, torch.compile) are in test_train_e2
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
