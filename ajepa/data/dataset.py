@@ -58,10 +58,10 @@ class AudioClipDataset(Dataset):
         gain_db: ``(low, high)`` uniform gain range in dB, or None for no gain. The gain is capped so that
             the peak never exceeds 1 (no clipping).
         random_crop: random crop offset for long files; False takes the first ``clip_seconds``.
-        sampling: ``"file"``: each file is one item per epoch; ``"duration"``: a file is ``round(duration /
-            clip_seconds)`` items (at least 1) (each its own random crop), so every second of audio is equally likely to be
-            trained on and long recordings are not under-sampled next to short ones. Durations come from the
-            file headers (``soundfile.info``); a file whose header cannot be read counts once.
+        sampling: ``"file"``: each file is one item per epoch; ``"duration"``: a file is
+            ``max(1, round(duration / clip_seconds))`` items, each with its own random crop, so every second of
+            audio is equally likely to be trained on and long recordings are not under-sampled next to short
+            ones. Durations come from the file headers (``soundfile.info``); an unreadable header counts once.
 
     Raises:
         AudioInputError: no files given or found; every file unreadable (from ``__getitem__``).
@@ -135,18 +135,20 @@ class AudioClipDataset(Dataset):
         if path in self.failures:
             return None
         try:
-            info = sf.info(path)
-            n = resampled_length(info.frames, info.samplerate, self.sample_rate)
-            # Long files (a 10 s recording for a 1 s crop): decode only the crop's neighbourhood. Decoding and
-            # resampling the whole file would cost several times the rest of the pipeline per item.
-            if n >= 2 * self.clip_samples:
-                start = self._crop_start(n, rng)
-                clip = read_window(path, info.samplerate, info.frames, start, self.clip_samples, self.sample_rate)
-                if clip is not None:
-                    return clip, self.clip_samples
-                return self._crop(load_audio(path, target_sr=self.sample_rate), start)
-            wav = load_audio(path, target_sr=self.sample_rate)
-            return self._crop(wav, self._crop_start(wav.shape[0], rng))
+            with sf.SoundFile(path) as audio:  # one open: the header decides how much to decode
+                n = resampled_length(audio.frames, audio.samplerate, self.sample_rate)
+                # Long files (a 10 s recording for a 1 s crop): decode only the crop's neighbourhood. Decoding and
+                # resampling the whole file would cost several times the rest of the pipeline per item.
+                if n >= 2 * self.clip_samples:
+                    start = self._crop_start(n, rng)
+                    clip = read_window(audio, start, self.clip_samples, self.sample_rate)
+                    if clip is not None:
+                        return clip, self.clip_samples
+                else:
+                    start = None
+                audio.seek(0)
+                wav = decoded(audio.read(dtype="float32", always_2d=True), audio.samplerate, self.sample_rate)
+            return self._crop(wav, self._crop_start(wav.shape[0], rng) if start is None else start)
         except _READ_ERRORS as err:
             reason = f"{type(err).__name__}: {err}"
         self.failures[path] = reason
@@ -176,24 +178,33 @@ def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
 _WINDOW_MARGIN = 64
 
 
-def read_window(path: str, orig_sr: int, frames: int, start: int, length: int, target_sr: int) -> torch.Tensor | None:
-    """Samples ``[start, start + length)`` of the file resampled to ``target_sr``, decoding only their neighbourhood.
+def decoded(data: np.ndarray, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """``(N, C)`` float32 frames from soundfile -> the mono ``(N',)`` waveform at ``target_sr`` (checked for empty
+    and non-finite audio by :func:`ajepa.features.audio.load_audio`)."""
+    return load_audio(np.ascontiguousarray(data.T), sr=orig_sr, target_sr=target_sr)
+
+
+def read_window(audio: sf.SoundFile, start: int, length: int, target_sr: int) -> torch.Tensor | None:
+    """Samples ``[start, start + length)`` of an open file resampled to ``target_sr``, decoding only their
+    neighbourhood.
 
     The decoded span starts on a sample where the source and target grids coincide (a multiple of
     ``orig_sr / gcd``), so resampling it puts every output sample at the same instant, with the same filter
     phase, as resampling the whole file; the result matches a full decode to float rounding. Returns None when
     the file yields fewer samples than its header promised (the caller then decodes the whole file).
     """
+    orig_sr, frames = audio.samplerate, audio.frames
     g = math.gcd(orig_sr, target_sr)
     step_src, step_tgt = orig_sr // g, target_sr // g
     margin = 0 if orig_sr == target_sr else _WINDOW_MARGIN
     first = max(0, start - margin) // step_tgt * step_tgt  # target index on the common grid
     src_start = first // step_tgt * step_src
     src_stop = min(frames, -(-(start + length + margin) * orig_sr // target_sr) + 1)
-    data, _ = sf.read(path, start=src_start, stop=src_stop, dtype="float32", always_2d=True)
+    audio.seek(src_start)
+    data = audio.read(src_stop - src_start, dtype="float32", always_2d=True)
     if data.shape[0] == 0:
         return None
-    wav = load_audio(np.ascontiguousarray(data.T), sr=orig_sr, target_sr=target_sr)
+    wav = decoded(data, orig_sr, target_sr)
     clip = wav[start - first:start - first + length]
     return clip.clone() if clip.shape[0] == length else None
 
