@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ajepa.data.dataset import SAMPLINGS
 from ajepa.errors import ConfigError
 from ajepa.features.logmel import FrontendConfig
 from ajepa.masking import MaskingConfig
@@ -52,8 +53,8 @@ class DataConfig:
         if self.batch_size < 1 or self.clip_seconds <= 0 or self.num_workers < 0 or self.synthetic_size < 1:
             raise ConfigError(f"invalid data config: batch_size={self.batch_size}, clip_seconds={self.clip_seconds}"
                               f", num_workers={self.num_workers}, synthetic_size={self.synthetic_size}")
-        if self.sampling not in ("file", "duration"):
-            raise ConfigError(f"data.sampling must be file or duration, got {self.sampling!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"data.sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.sampling == "duration" and self.source != "folder":
             raise ConfigError(f"data.sampling=duration needs the folder source (file durations), not {self.source!r}")
         if self.gain_db is not None:

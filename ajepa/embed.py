@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", choices=("target", "context"), default=None,
                         help="encoder of a training checkpoint (default: target)")
     parser.add_argument("--average-layers", type=average_layers_arg, default=1, metavar="K|all",
-                        help="embed with the mean of the encoder's last K hidden states, 'all' for every block and the patch embedding "
-                             "(default: 1, the final output; see ajepa.inference)")
+                        help="embed with the mean of the encoder's last K hidden states, 'all' for every block "
+                             "and the patch embedding (default: 1, the final output; see ajepa.inference)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AMX/AVX512-BF16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -512,7 +512,7 @@ def load(
     Raises:
         CheckpointError: missing file, unknown format or version, bad config, or weights whose names/shapes do not
             match the configured encoder.
-        ValueError: ``average_layers`` outside ``1..depth`` of the loaded encoder.
+        ValueError: ``average_layers`` outside ``1..depth + 1`` of the loaded encoder.
     """
     from ajepa.export import read_export, read_training_checkpoint
 

@@ -287,7 +287,7 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
             (out["loss"] * scale).backward()
         losses.append(out["loss"].detach())
         stds.append(out["target_std"].detach())
-        terms.append(out.get("loss_terms", {}))
+        terms.append(out["loss_terms"])
     params = [p for p in state.model.parameters() if p.requires_grad]
     # An infinite bound measures the norm without clipping.
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)

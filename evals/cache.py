@@ -5,7 +5,7 @@ An entry is ``<key>.npz`` (arrays ``embeddings`` (N, D) float32 and ``paths`` (N
 of the model's identity string, the sorted list of (absolute path, size, mtime) of the files, the pooling
 and the sample rate, so a changed file or a different model never returns stale embeddings. The identity covers
 how an encoder is read out as well as its weights (``evals.baselines.EmbedderAdapter`` appends ``:avg<k>`` when
-it averages its last k > 1 blocks).
+it averages its last k > 1 hidden states).
 """
 
 from __future__ import annotations

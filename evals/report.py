@@ -150,8 +150,8 @@ def write_report(records: Sequence[EvalRecord], out_dir: str | Path, meta: dict 
 def add_average_layers_argument(p: argparse.ArgumentParser) -> None:
     """``--average-layers``, shared with ``evals.suite``: how every encoder (trained and random) is read out."""
     p.add_argument("--average-layers", type=average_layers_arg, default=1, metavar="K|all",
-                   help="encoder embeddings are the mean of the last K hidden states, 'all' for every block and the patch embedding "
-                        "(default 1, the final output); applies to the model and the random baselines alike, "
+                   help="encoder embeddings are the mean of the last K hidden states, 'all' for every block and "
+                        "the patch embedding (default 1, the final output); applies to the model and the random baselines alike, "
                         "the log-mel baseline has no layers")
 
 

@@ -13,8 +13,8 @@ protocol (the one of ``evals.esc50`` / ``evals.speech_commands`` / ``evals.fsdd`
 each), the same probe and the same probe/fold ``--seed``. A member's figure is its probe accuracy averaged
 over folds; a method's figure is the mean ± sample std (ddof 1) of its members' figures. ``--pooling`` and
 ``--average-layers`` (the mean of each encoder's last K hidden states, ``all`` for every block and the patch
-embedding) apply to every
-encoder member, trained or random, and are recorded in the report; ``logmel`` has its own pooling and no layers.
+embedding) apply to every encoder member, trained or random, and are recorded in the report; ``logmel`` has its
+own pooling and no layers.
 
 Writes ``results.json`` (every figure, per-fold accuracies included) and ``results.md`` under ``--out``,
 rewritten after each member so that a partial run leaves a partial report (``"complete": false``).
@@ -197,7 +197,7 @@ def suite_markdown(payload: dict) -> str:
 def _features_text(pooling: str, average_layers: int | str) -> str:
     """How the encoder members were read out, for the report header (the same for every member)."""
     layers = {1: "the final block's output", "all": "the mean of every layer's output (patch embedding and blocks)"}.get(
-        average_layers, f"the mean of the last {average_layers} blocks' outputs")
+        average_layers, f"the mean of the last {average_layers} hidden states")
     return f"`{pooling}` pooling of {layers} (`--average-layers {average_layers}`; logmel keeps its own statistics)"
 
 

@@ -33,8 +33,9 @@ class ObjectiveConfig:
     terms on the context encoder's output tokens (:func:`variance_covariance`), 0 = off; they apply to both
     objectives. ``target_instance_norm``: standardise each target channel over the clip's tokens before the layer
     norm (data2vec's audio targets, :func:`instance_norm`). ``prediction_weight`` scales the prediction loss;
-    0 with VICReg terms on is the ablation that trains the encoder by the regulariser alone. ``ignore_padding``: targets in zero-padded time
-    columns of short clips are left out of the loss (the trainer passes the valid tokens).
+    0 with VICReg terms on is the ablation that trains the encoder by the regulariser alone.
+    ``ignore_padding``: targets in zero-padded time columns of short clips are left out of the loss, and so are
+    padded context tokens from the VICReg terms (the trainer passes the valid tokens).
     """
 
     name: str = "jepa"
