@@ -25,12 +25,12 @@ from ajepa.features.audio import list_audio_files, load_audio
 
 def _full_decode(ds: AudioClipDataset, path: str, rng: np.random.Generator) -> torch.Tensor:
     wav = load_audio(path, target_sr=ds.sample_rate)
-    clip, _ = ds._crop(wav, ds._crop_start(wav.shape[0], rng))
+    clip, _ = ds.crop(wav, rng)
     return clip
 
 
 def _window_decode(ds: AudioClipDataset, path: str, rng: np.random.Generator) -> torch.Tensor:
-    clip, _ = ds._read_clip(path, rng)
+    clip, _ = ds.read_clip(path, rng)
     return clip
 
 

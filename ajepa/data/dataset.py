@@ -117,7 +117,7 @@ class AudioClipDataset(Dataset):
         rng = np.random.default_rng((self.seed, index, batch_index))
         for offset in range(len(self.files)):
             path = self.files[(first + offset) % len(self.files)]
-            got = self._read_clip(path, rng)
+            got = self.read_clip(path, rng)
             if got is not None:
                 break
             skipped.append(path)
@@ -130,8 +130,9 @@ class AudioClipDataset(Dataset):
         return {"wav": apply_gain(clip, self.gain_db, rng), "length": length, "batch_index": batch_index,
                 "path": path, "skipped": skipped}
 
-    def _read_clip(self, path: str, rng: np.random.Generator) -> tuple[torch.Tensor, int] | None:
-        """One clip of the file and its real length, or None (recorded in ``failures``) when it cannot be used."""
+    def read_clip(self, path: str, rng: np.random.Generator) -> tuple[torch.Tensor, int] | None:
+        """One clip ``(clip_samples,)`` of the file at 16 kHz and its real length (the rest is zero-padding), or
+        None (recorded in ``failures``) when the file cannot be used. ``rng`` draws the crop offset."""
         if path in self.failures:
             return None
         try:
@@ -160,6 +161,11 @@ class AudioClipDataset(Dataset):
         if n >= self.clip_samples and self.random_crop:
             return int(rng.integers(0, n - self.clip_samples + 1))
         return 0
+
+    def crop(self, wav: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        """Crop (or zero-pad) a decoded 16 kHz waveform ``(T,)`` to ``(clip_samples,)`` as :meth:`read_clip` does,
+        drawing the offset from ``rng`` the same way; returns the clip and its real length."""
+        return self._crop(wav, self._crop_start(wav.shape[0], rng))
 
     def _crop(self, wav: torch.Tensor, start: int) -> tuple[torch.Tensor, int]:
         if wav.shape[0] >= self.clip_samples:
