@@ -149,7 +149,7 @@ class AudioClipDataset(Dataset):
                     start = None
                 audio.seek(0)
                 wav = decoded(audio.read(dtype="float32", always_2d=True), audio.samplerate, self.sample_rate)
-            return self._crop(wav, self._crop_start(wav.shape[0], rng) if start is None else start)
+            return self.crop(wav, rng) if start is None else self._crop(wav, start)
         except _READ_ERRORS as err:
             reason = f"{type(err).__name__}: {err}"
         self.failures[path] = reason
