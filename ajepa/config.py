@@ -77,12 +77,15 @@ class OptimConfig:
     grad_clip: float = 1.0
     ema_momentum: float = 0.996
     final_ema_momentum: float = 1.0
+    ema_schedule: str = "linear"
     fused: str | bool = "auto"
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if self.fused not in ("auto", True, False):
             raise ConfigError(f"optim.fused must be auto, true or false, got {self.fused!r}")
+        if self.ema_schedule not in ("linear", "cosine"):
+            raise ConfigError(f"optim.ema_schedule must be linear or cosine, got {self.ema_schedule!r}")
         if not 0.0 <= self.warmup_fraction <= 1.0:
             raise ConfigError(f"optim.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
 

@@ -111,6 +111,19 @@ def test_schedules_reach_their_endpoints():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
+def test_cosine_ema_schedule_stays_near_its_start_longer_than_linear():
+    linear = tiny("optim.ema_momentum=0.99").optim
+    cosine = tiny("optim.ema_momentum=0.99", "optim.ema_schedule=cosine").optim
+    for optim in (linear, cosine):
+        assert hyperparams_at(0, optim, 100).momentum == pytest.approx(0.99)
+        assert hyperparams_at(100, optim, 100).momentum == pytest.approx(1.0)
+        assert hyperparams_at(50, optim, 100).momentum == pytest.approx(0.995)
+    assert hyperparams_at(25, cosine, 100).momentum < hyperparams_at(25, linear, 100).momentum
+    assert hyperparams_at(75, cosine, 100).momentum > hyperparams_at(75, linear, 100).momentum
+    with pytest.raises(ConfigError, match="ema_schedule"):
+        tiny("optim.ema_schedule=step")
+
+
 def test_weight_decay_schedule_spares_norms_and_biases():
     cfg = tiny()
     model = build_model(cfg, torch.device("cpu"))
