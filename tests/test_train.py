@@ -319,7 +319,8 @@ def test_cpu15_experiment_preset_composes(tmp_path):
     assert cfg.data.sampling == "duration" and cfg.objective.variance_weight == 1.0
     assert cfg.model.predictor.embed_dim == 128 and cfg.model.predictor.depth == 4
     assert cfg.optim.final_weight_decay == cfg.optim.weight_decay == 0.04
-    assert cfg.trainer.max_steps == 2400 and cfg.objective.name == "mae" and cfg.objective.ignore_padding
+    assert cfg.model.encoder.embed_dim == 192 and cfg.model.encoder.depth == 4
+    assert cfg.trainer.max_steps == 1600 and cfg.objective.name == "mae" and cfg.objective.ignore_padding
 
 
 def test_deterministic_scope_restores_the_callers_setting():
