@@ -195,7 +195,7 @@ def hyperparams_at(step: int, optim: OptimConfig, max_steps: int) -> StepHyper:
     """Learning rate (warm-up + cosine), weight decay (linear) and EMA momentum for 0-based ``step``.
 
     The momentum follows ``optim.ema_schedule``: ``linear`` (I-JEPA) or ``cosine`` (BYOL), which holds the
-    momentum near its start for longer and approaches the end value more slowly.
+    momentum near its start for longer and eases into the end value.
     """
     momentum_schedule = cosine_schedule if optim.ema_schedule == "cosine" else linear_schedule
     return StepHyper(
