@@ -16,6 +16,7 @@ from ajepa.errors import ConfigError
 from ajepa.features.logmel import FrontendConfig
 from ajepa.masking import MaskingConfig
 from ajepa.models import EncoderConfig, ObjectiveConfig, PredictorConfig
+from ajepa.schedules import RAMPS
 
 __all__ = [
     "CollapseConfig", "DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainerConfig",
@@ -84,8 +85,8 @@ class OptimConfig:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if self.fused not in ("auto", True, False):
             raise ConfigError(f"optim.fused must be auto, true or false, got {self.fused!r}")
-        if self.ema_schedule not in ("linear", "cosine"):
-            raise ConfigError(f"optim.ema_schedule must be linear or cosine, got {self.ema_schedule!r}")
+        if self.ema_schedule not in RAMPS:
+            raise ConfigError(f"optim.ema_schedule must be one of {sorted(RAMPS)}, got {self.ema_schedule!r}")
         if not 0.0 <= self.warmup_fraction <= 1.0:
             raise ConfigError(f"optim.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
 

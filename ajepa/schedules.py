@@ -42,3 +42,7 @@ def warmup_cosine(step: int, total: int, warmup: int, peak: float, final: float,
     if warmup > 0 and step < warmup:
         return start + (peak - start) * step / warmup
     return cosine_schedule(step - warmup, total - warmup, peak, final)
+
+
+# Schedules selectable by name in configs (``optim.ema_schedule``); each maps (step, total, start, end) to a value.
+RAMPS = {"linear": linear_schedule, "cosine": cosine_schedule}

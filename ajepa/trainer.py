@@ -56,7 +56,7 @@ from ajepa.run_io import (
     warn_config_drift,
     write_plots,
 )
-from ajepa.schedules import cosine_schedule, linear_schedule, warmup_cosine
+from ajepa.schedules import RAMPS, linear_schedule, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -197,11 +197,10 @@ def hyperparams_at(step: int, optim: OptimConfig, max_steps: int) -> StepHyper:
     The momentum follows ``optim.ema_schedule``: ``linear`` (I-JEPA) or ``cosine`` (BYOL), which holds the
     momentum near its start for longer and eases into the end value.
     """
-    momentum_schedule = cosine_schedule if optim.ema_schedule == "cosine" else linear_schedule
     return StepHyper(
         lr=warmup_cosine(step, max_steps, optim.warmup(max_steps), optim.lr, optim.min_lr, optim.start_lr),
         weight_decay=linear_schedule(step, max_steps, optim.weight_decay, optim.final_weight_decay),
-        momentum=momentum_schedule(step, max_steps, optim.ema_momentum, optim.final_ema_momentum),
+        momentum=RAMPS[optim.ema_schedule](step, max_steps, optim.ema_momentum, optim.final_ema_momentum),
     )
 
 
