@@ -41,6 +41,7 @@ class DataConfig:
     sampling: str = "file"
     drop_last: bool = True
     shuffle_buffer: int = 1000
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.root is not None and self.source == "synthetic":
@@ -60,6 +61,9 @@ class DataConfig:
             raise ConfigError(f"data.sampling=duration needs the folder source (file durations), not {self.source!r}")
         if self.gain_db is not None:
             self.gain_db = (float(self.gain_db[0]), float(self.gain_db[1]))
+        self.exclude = tuple(str(p) for p in (self.exclude or ()))
+        if self.exclude and self.source != "folder":
+            raise ConfigError(f"data.exclude needs the folder source (a folder or manifest), not {self.source!r}")
 
 
 @dataclass

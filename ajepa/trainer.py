@@ -99,7 +99,8 @@ def build_dataset(data: DataConfig, sample_rate: int, seed: int, info: D.DistInf
                                   batch_size=data.batch_size, shuffle_buffer=data.shuffle_buffer, rank=info.rank,
                                   world_size=info.world_size, gain_db=data.gain_db, random_crop=data.random_crop)
     return AudioClipDataset(data.root, data.clip_seconds, sample_rate=sample_rate, seed=seed,
-                            gain_db=data.gain_db, random_crop=data.random_crop, sampling=data.sampling)
+                            gain_db=data.gain_db, random_crop=data.random_crop, sampling=data.sampling,
+                            exclude=data.exclude)
 
 
 class ShardedMaskCollate:

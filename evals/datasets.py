@@ -13,6 +13,9 @@ Layouts
 - Speech Commands v0.02, test-set archive: ``{label}/...wav`` for the 12 labels, ``_unknown_`` holding
   ``{word}_{speaker}_nohash_{n}.wav`` and ``_silence_`` holding ``{n}.wav``; no list files.
 - FSDD: ``recordings/{digit}_{speaker}_{index}.wav``; its own split is index 0-4 test, 5-49 train.
+- Arabic Speech Commands: ``dataset/{keyword}/{speaker}_NO_{nn}.(wav|ogg)`` and split lists ``train.csv``,
+  ``val.csv`` (and ``test.csv`` in the full release) with columns ``file,class``; speakers are the first 8 digits
+  of a file name and the splits are speaker-disjoint.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = [
     "read_esc50",
     "read_speech_commands",
     "read_fsdd",
+    "read_arabic_speech_commands",
+    "ARABIC_SPLITS",
     "grouped_folds",
     "SC_KNOWN_WORDS",
     "SC_UNKNOWN",
@@ -317,6 +322,58 @@ def read_fsdd(root: str | os.PathLike) -> ClipSet:
     remap = {d: i for i, d in enumerate(digits)}
     return ClipSet("fsdd", paths, np.array([remap[d] for d in labels], dtype=np.int64), [str(d) for d in digits],
                    np.array(groups), split=np.array(split))
+
+
+ARABIC_SPLITS = {"train": "train.csv", "validation": "val.csv", "test": "test.csv"}
+_ARABIC_NAME = re.compile(r"^(\d{8})_NO_\d+$")
+
+
+def read_arabic_speech_commands(root: str | os.PathLike) -> ClipSet:
+    """Read Arabic Speech Commands (Ghandoura et al. 2021) from the data set's layout.
+
+    Every split list present (``train.csv``, ``val.csv``, ``test.csv``; at least one) contributes its rows,
+    and ``split`` says which list a clip came from (``train`` / ``validation`` / ``test``). Classes are the
+    keywords in sorted order; ``groups`` are speakers (the first 8 digits of the file name).
+
+    Raises:
+        FileNotFoundError: no split list, or listed files missing (with their count).
+        ValueError: a malformed list (columns, a file name without a speaker id, a file in two lists).
+    """
+    root = Path(root)
+    lists = {s: root / name for s, name in ARABIC_SPLITS.items() if (root / name).is_file()}
+    if not lists:
+        raise FileNotFoundError(f"no Arabic Speech Commands split list ({', '.join(ARABIC_SPLITS.values())}) in {root}")
+    rows: list[tuple[str, str, str]] = []  # (relative file, class, split)
+    for split, path in lists.items():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"file", "class"}.issubset(reader.fieldnames):
+                raise ValueError(f"{path}: expected the columns file,class")
+            rows += [(r["file"].strip(), r["class"].strip(), split) for r in reader if r["file"].strip()]
+    seen: dict[str, str] = {}
+    for rel, _, split in rows:
+        if seen.setdefault(rel, split) != split:
+            raise ValueError(f"{root}: {rel} is listed in both the {seen[rel]} and the {split} split")
+    missing = [rel for rel, _, _ in rows if not (root / rel).is_file()]
+    if missing:
+        raise _missing_error(root, missing, len(rows), "Arabic Speech Commands clips")
+    groups = []
+    for rel, _, _ in rows:
+        m = _ARABIC_NAME.match(Path(rel).stem)
+        if not m:
+            raise ValueError(f"{root}: {rel} does not follow {{speaker}}_NO_{{nn}} (8-digit speaker id)")
+        groups.append(m.group(1))
+    class_names = sorted({c for _, c, _ in rows})
+    index = {c: i for i, c in enumerate(class_names)}
+    return ClipSet(
+        name="arabic_speech_commands",
+        paths=[str(root / rel) for rel, _, _ in rows],
+        labels=np.array([index[c] for _, c, _ in rows], dtype=np.int64),
+        class_names=class_names,
+        groups=np.array(groups),
+        split=np.array([s for _, _, s in rows]),
+        notes=[f"split lists: {', '.join(p.name for p in lists.values())} (speaker-disjoint)"],
+    )
 
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:

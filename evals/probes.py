@@ -10,8 +10,12 @@ split leaks into the classifier.
 - :class:`MLPProbe` is the HEAR-style variant: one hidden layer (1024 units) with dropout, same training.
 - :class:`KNNProbe`: cosine k-nearest-neighbours with majority vote (ties go to the class with the larger
   summed similarity).
-- :class:`LogRegProbe`: scikit-learn multinomial logistic regression, for comparisons with classical
-  log-mel-statistics numbers.
+- :class:`LogRegProbe`: scikit-learn multinomial logistic regression at a fixed ``C``, for comparisons with
+  classical log-mel-statistics numbers.
+- :class:`LogRegCVProbe` (``logreg-cv``), the *strong* probe: the same logistic regression with ``C`` chosen by
+  cross-validation inside the training part, folds grouped like the outer ones (speaker, source clip). It fits
+  each encoder's features as well as a linear read-out can, so it is the fair probe for baselines of many
+  dimensions (a random encoder's ``freqcat+std`` features), which the early-stopped Adam probe under-fits.
 
 All randomness comes from an explicit ``seed`` (``torch.Generator`` / ``numpy.random.default_rng``).
 """
@@ -34,6 +38,8 @@ __all__ = [
     "MLPProbe",
     "KNNProbe",
     "LogRegProbe",
+    "LogRegCVProbe",
+    "PROBES",
     "Split",
     "splits_from_folds",
     "cross_validate",
@@ -64,11 +70,13 @@ class Probe(Protocol):
         *,
         seed: int,
         val: tuple[np.ndarray, np.ndarray] | None = None,
+        groups: np.ndarray | None = None,
     ) -> ProbeResult:
         """Train on ``(x_train, y_train)`` and return accuracy and predictions on ``x_test``.
 
         ``val`` is an explicit validation set (e.g. an official validation list); without it, probes
-        that need one carve it from the training data.
+        that need one carve it from the training data. ``groups`` (N_train,) are the training clips'
+        groups (speakers, source recordings), for probes that cross-validate inside the training part.
         """
         ...
 
@@ -190,8 +198,9 @@ class _TorchProbe:
         *,
         seed: int,
         val: tuple[np.ndarray, np.ndarray] | None = None,
+        groups: np.ndarray | None = None,
     ) -> ProbeResult:
-        """See :class:`Probe`. Labels must be integers in ``0..C-1``."""
+        """See :class:`Probe` (``groups`` is unused). Labels must be integers in ``0..C-1``."""
         before = torch.get_num_threads()
         if self.num_threads is not None and self.device.type == "cpu":
             torch.set_num_threads(self.num_threads)
@@ -290,8 +299,8 @@ class MLPProbe(_TorchProbe):
         self._init_from(model, generator)
         return model
 
-    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int, val=None) -> ProbeResult:
-        """See :class:`Probe`."""
+    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int, val=None, groups=None) -> ProbeResult:
+        """See :class:`Probe` (``groups`` is unused)."""
         # nn.Dropout draws from the global RNG; fork_rng seeds it for reproducible masks and restores the
         # caller's RNG state afterwards, so no global seeding leaks out.
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
@@ -317,8 +326,8 @@ class KNNProbe:
         self.standardize = standardize
         self.chunk = chunk
 
-    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None) -> ProbeResult:
-        """See :class:`Probe`; ``seed`` and ``val`` are unused (kNN has no training randomness)."""
+    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None, groups=None) -> ProbeResult:
+        """See :class:`Probe`; ``seed``, ``val`` and ``groups`` are unused (kNN has no training randomness)."""
         x_train = _check_xy(x_train, y_train, "training features")
         x_test = _check_xy(x_test, y_test, "test features")
         y_train = np.asarray(y_train, dtype=np.int64)
@@ -350,7 +359,7 @@ class KNNProbe:
 
 
 class LogRegProbe:
-    """Multinomial logistic regression (scikit-learn, L-BFGS) on train-standardised features."""
+    """Multinomial logistic regression (scikit-learn, L-BFGS) on train-standardised features, fixed ``C``."""
 
     name = "logreg"
 
@@ -358,22 +367,119 @@ class LogRegProbe:
         self.C = C
         self.max_iter = max_iter
 
-    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None) -> ProbeResult:
-        """See :class:`Probe`; ``val`` is unused (regularisation strength is fixed by ``C``)."""
-        from sklearn.linear_model import LogisticRegression
-
+    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None, groups=None) -> ProbeResult:
+        """See :class:`Probe`; ``val`` and ``groups`` are unused (regularisation strength is fixed by ``C``)."""
         x_train = _check_xy(x_train, y_train, "training features")
         x_test = _check_xy(x_test, y_test, "test features")
         scaler = Standardizer().fit(x_train)
-        clf = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=seed)
-        clf.fit(scaler.transform(x_train), np.asarray(y_train))
+        clf = _logreg(self.C, self.max_iter, seed).fit(scaler.transform(x_train), np.asarray(y_train))
         pred = clf.predict(scaler.transform(x_test)).astype(np.int64)
-        y_test = np.asarray(y_test)
-        return ProbeResult(float((pred == y_test).mean()) if len(y_test) else float("nan"), pred, {})
+        return ProbeResult(_accuracy(pred, y_test), pred, {"C": self.C})
+
+
+def _logreg(C: float, max_iter: int, seed: int, warm_start: bool = False):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed, warm_start=warm_start)
+
+
+def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    y = np.asarray(y)
+    return float((pred == y).mean()) if len(y) else float("nan")
+
+
+class LogRegCVProbe:
+    """The strong linear probe: standardised logistic regression with ``C`` picked inside the training part.
+
+    For each training split, ``inner_folds`` stratified folds *grouped by* ``groups`` (the training clips'
+    speakers or source recordings, as the outer folds are) score every ``C`` of ``Cs``; the ``C`` with the best
+    mean inner accuracy (the smaller ``C`` on a tie) is refitted on the whole training part and tested. With an
+    explicit ``val`` set (an official validation list) ``C`` is picked on it instead. Standardisation statistics
+    always come from the data the weights are fitted on. Inner fits walk ``Cs`` from strong to weak
+    regularisation with warm starts, which makes the grid about as cheap as two cold fits.
+    """
+
+    name = "logreg-cv"
+
+    def __init__(self, Cs: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0), inner_folds: int = 3,
+                 max_iter: int = 1000) -> None:
+        if not Cs or any(c <= 0 for c in Cs):
+            raise ValueError(f"Cs must be positive regularisation strengths, got {Cs!r}")
+        if inner_folds < 2:
+            raise ValueError(f"inner_folds must be >= 2, got {inner_folds}")
+        self.Cs = tuple(sorted(float(c) for c in Cs))
+        self.inner_folds = inner_folds
+        self.max_iter = max_iter
+
+    def _inner_splits(self, y: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+        k = self.inner_folds
+        if groups is not None and len(np.unique(groups)) >= k:
+            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            return list(cv.split(np.zeros(len(y)), y, groups))
+        counts = np.bincount(y)
+        min_class = int(counts[counts > 0].min())
+        if min_class < 2:
+            raise ValueError("logreg-cv needs at least 2 training clips of every class to pick C")
+        k = min(k, min_class)
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+    def _path_scores(self, x_fit, y_fit, x_val, y_val, seed: int) -> np.ndarray:
+        """Validation accuracy of every ``C`` (ascending), fitted with warm starts along the path."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        scaler = Standardizer().fit(x_fit)
+        xf, xv = scaler.transform(x_fit), scaler.transform(x_val)
+        clf = _logreg(self.Cs[0], self.max_iter, seed, warm_start=True)
+        scores = []
+        with warnings.catch_warnings():
+            # Weakly regularised fits on separable data stop at max_iter; the selection sees their accuracy.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for c in self.Cs:
+                clf.set_params(C=c)
+                clf.fit(xf, y_fit)
+                scores.append(float((clf.predict(xv) == y_val).mean()))
+        return np.array(scores)
+
+    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None, groups=None) -> ProbeResult:
+        """See :class:`Probe`: ``C`` chosen on ``val`` when given, else by grouped inner cross-validation."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        x_train = _check_xy(x_train, y_train, "training features")
+        x_test = _check_xy(x_test, y_test, "test features")
+        y_train = np.asarray(y_train, dtype=np.int64)
+        if groups is not None and len(groups) != len(y_train):
+            raise ValueError(f"groups: {len(groups)} entries for {len(y_train)} training clips")
+        if val is not None:
+            x_val = _check_xy(val[0], val[1], "validation features")
+            scores = self._path_scores(x_train, y_train, x_val, np.asarray(val[1]), seed)
+            how = "validation set"
+        else:
+            splits = self._inner_splits(y_train, None if groups is None else np.asarray(groups), seed)
+            scores = np.mean([self._path_scores(x_train[a], y_train[a], x_train[b], y_train[b], seed)
+                              for a, b in splits], axis=0)
+            how = f"{len(splits)} inner folds" + (" grouped" if groups is not None else "")
+        best = int(np.flatnonzero(scores == scores.max())[0])  # ascending Cs: the strongest tied regularisation
+        scaler = Standardizer().fit(x_train)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = _logreg(self.Cs[best], self.max_iter, seed).fit(scaler.transform(x_train), y_train)
+        pred = clf.predict(scaler.transform(x_test)).astype(np.int64)
+        return ProbeResult(_accuracy(pred, y_test), pred,
+                           {"C": self.Cs[best], "C_selection": how,
+                            "inner_accuracy": {str(c): float(a) for c, a in zip(self.Cs, scores)}})
+
+
+PROBES = ("linear", "knn", "mlp", "logreg", "logreg-cv")
 
 
 def make_probe(name: str, *, device: str = "cpu", k: int = 5) -> Probe:
-    """Build a probe by name: ``linear`` | ``knn`` | ``mlp`` | ``logreg``."""
+    """Build a probe by name, one of :data:`PROBES`: ``linear`` | ``knn`` | ``mlp`` | ``logreg`` | ``logreg-cv``."""
     if name == "linear":
         return LinearProbe(device=device)
     if name == "mlp":
@@ -382,7 +488,9 @@ def make_probe(name: str, *, device: str = "cpu", k: int = 5) -> Probe:
         return KNNProbe(k=k)
     if name == "logreg":
         return LogRegProbe()
-    raise ValueError(f"unknown probe {name!r}; choose linear, knn, mlp or logreg")
+    if name == "logreg-cv":
+        return LogRegCVProbe()
+    raise ValueError(f"unknown probe {name!r}; choose one of {', '.join(PROBES)}")
 
 
 @dataclass
@@ -415,13 +523,15 @@ def cross_validate(
     seed: int,
     *,
     groups: np.ndarray | None = None,
+    check_groups: bool = True,
     n_classes: int | None = None,
 ) -> dict:
     """Train ``probe`` once per split with the test part held out, and summarise.
 
     ``folds`` is either a per-clip fold id array (leave-one-fold-out) or a list of :class:`Split`.
-    With ``groups`` (e.g. speaker ids) every split is checked to share no group between its train/val
-    and test parts; a violation raises ``ValueError`` rather than reporting a leaky number.
+    ``groups`` (e.g. speaker ids) go to the probe with the training clips (for grouped inner
+    cross-validation) and, with ``check_groups``, every split is checked to share no group between its
+    train/val and test parts; a violation raises ``ValueError`` rather than reporting a leaky number.
     Split ``i`` trains with seed ``seed + i``.
 
     Returns ``dict(acc_mean, acc_std, per_fold, confusion, predictions, n_folds)``: ``acc_std`` is the
@@ -444,12 +554,14 @@ def cross_validate(
         fit_idx = sp.train if sp.val is None else np.concatenate([sp.train, sp.val])
         if np.intersect1d(fit_idx, sp.test).size:
             raise ValueError(f"split {sp.name}: a clip is in both the training and test parts")
-        if groups is not None:
+        if groups is not None and check_groups:
             shared = np.intersect1d(np.asarray(groups)[fit_idx], np.asarray(groups)[sp.test])
             if shared.size:
                 raise ValueError(f"split {sp.name}: {shared.size} group(s) in both train and test, e.g. {shared[0]!r}")
         val = None if sp.val is None else (x[sp.val], y[sp.val])
-        res = probe.fit_predict(x[sp.train], y[sp.train], x[sp.test], y[sp.test], seed=seed + i, val=val)
+        train_groups = None if groups is None else np.asarray(groups)[sp.train]
+        res = probe.fit_predict(x[sp.train], y[sp.train], x[sp.test], y[sp.test], seed=seed + i, val=val,
+                                groups=train_groups)
         np.add.at(confusion, (y[sp.test], res.predictions), 1)
         predictions[sp.test] = res.predictions
         per_fold.append(

@@ -62,7 +62,8 @@ class Task:
     Built by each task module's ``load_task`` (``evals.esc50``, ``evals.speech_commands``, ``evals.fsdd``);
     shared by the per-task CLIs (:func:`run_task`) and the multi-method suite (``evals.suite``).
     ``check_groups`` verifies that no group (speaker, source recording) is on both sides of a split; it is
-    off only for a protocol that shares them by definition (FSDD's own split).
+    off only for a protocol that shares them by definition (FSDD's own split, ESC-50's official folds,
+    which put four source recordings in two folds each).
     """
 
     name: str
@@ -80,7 +81,7 @@ def probe_task(features: np.ndarray, task: Task, probe: str, seed: int, *, devic
     """
     clips = task.clips
     return cross_validate(features, clips.labels, task.splits, make_probe(probe, device=device, k=knn_k), seed,
-                          groups=clips.groups if task.check_groups else None, n_classes=len(clips.class_names))
+                          groups=clips.groups, check_groups=task.check_groups, n_classes=len(clips.class_names))
 
 
 def markdown_table(records: Sequence[EvalRecord]) -> str:
@@ -162,7 +163,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) 
                    help="download the data set first (into --data, or ~/.cache/ajepa/datasets)")
     p.add_argument("--model", help="exported model folder / .safetensors / checkpoint .pt, or random:SIZE[:SEED]")
     p.add_argument("--probe", default="linear",
-                   help="comma-separated probes: linear, knn, mlp, logreg (default: linear)")
+                   help="comma-separated probes: linear, knn, mlp, logreg, logreg-cv (the strong probe: logistic "
+                        "regression with C picked by grouped cross-validation inside each training part); "
+                        "default: linear")
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
     p.add_argument("--pooling", default="mean", choices=CLIP_POOLINGS,
                    help="clip pooling of encoder embeddings (ajepa.inference.CLIP_POOLINGS; baselines keep their own)")

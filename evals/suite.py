@@ -8,7 +8,11 @@
 A method is ``NAME=MEMBER[,MEMBER...]``; its members are the seeds (pretraining runs, random inits) whose
 spread the report shows. A member is a model path (export folder, ``.safetensors``, training checkpoint
 ``.pt``), ``random:SIZE[:SEED]``, ``random:MODEL_PATH[:SEED]`` (random init with that model's encoder,
-front end and clip length) or ``logmel``. Every member is evaluated on every task with the task's own
+front end and clip length) or ``logmel``. ``{holdout}`` in a member is replaced by each task's holdout name
+(``esc`` for esc10 and esc50, else the task's name), so that ``jepa=runs/loco_{holdout}_s0/checkpoints/last.pt``
+evaluates every task with the encoder pretrained without that task's corpus (leave-one-corpus-out:
+``python -m ajepa.train ... holdout=<name>``); the report says, per
+member and task, whether the task's data was held out of the checkpoint's corpus. Every member is evaluated on every task with the task's own
 protocol (the one of ``evals.esc50`` / ``evals.speech_commands`` / ``evals.fsdd``: :func:`load_task` of
 each), the same probe and the same probe/fold ``--seed``. A member's figure is its probe accuracy averaged
 over folds; a method's figure is the mean ± sample std (ddof 1) of its members' figures. ``--pooling`` and
@@ -36,13 +40,13 @@ import numpy as np
 
 from ajepa.inference import CLIP_POOLINGS
 from ajepa.io import atomic_write
-from evals import esc50, fsdd, speech_commands
+from evals import arabic_speech_commands, esc50, fsdd, speech_commands
 from evals.cache import cached_embeddings, pooling_for
 from evals.probes import make_probe
 from evals.report import DataNotFound, Task, add_average_layers_argument, probe_task
 
-__all__ = ["TASKS", "SuiteError", "parse_method", "check_member", "resolve_member", "load_tasks", "run_suite",
-           "summarise", "suite_markdown", "main"]
+__all__ = ["TASKS", "SuiteError", "parse_method", "check_member", "resolve_member", "member_for_task",
+           "pretraining_exposure", "load_tasks", "run_suite", "summarise", "suite_markdown", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +63,26 @@ class TaskSpec:
     looks_ok: Callable[[Path], bool]
     layout: str
     load: Callable[..., Task]  # (root, seed=, folds=) -> Task
+    holdout: str  # the configs/holdout/<name>.yaml that leaves this task's corpus out of pretraining
 
 
 TASKS: dict[str, TaskSpec] = {
     "esc10": TaskSpec(("esc10", "ESC-50-master", "ESC-50", "esc50"), esc50.looks_ok, esc50.LAYOUT,
-                      lambda root, seed, folds: esc50.load_task(root, esc10=True)),
-    "esc50": TaskSpec(("esc50", "ESC-50-master", "ESC-50"), esc50.looks_ok, esc50.LAYOUT,
-                      lambda root, seed, folds: esc50.load_task(root, esc10=False)),
+                      lambda root, seed, folds: esc50.load_task(root, esc10=True), "esc"),
+    "esc50": TaskSpec(("esc50", "esc50_dev", "ESC-50-master", "ESC-50"), esc50.looks_ok, esc50.LAYOUT,
+                      lambda root, seed, folds: esc50.load_task(root, esc10=False), "esc"),
     "speech_commands": TaskSpec(
         ("speech_commands_v2_test_dev", "speech_commands", "speech_commands_v0.02", "speech_commands_test_set_v0.02"),
         speech_commands.looks_ok, speech_commands.LAYOUT,
-        lambda root, seed, folds: speech_commands.load_task(root, task="12", seed=seed, folds=folds)),
+        lambda root, seed, folds: speech_commands.load_task(root, task="12", seed=seed, folds=folds),
+        "speech_commands"),
     "fsdd": TaskSpec(("fsdd", "free-spoken-digit-dataset", "free-spoken-digit-dataset-master"), fsdd.looks_ok,
-                     fsdd.LAYOUT, lambda root, seed, folds: fsdd.load_task(root, split="grouped", seed=seed, folds=folds)),
+                     fsdd.LAYOUT, lambda root, seed, folds: fsdd.load_task(root, split="grouped", seed=seed, folds=folds),
+                     "fsdd"),
+    "arabic_speech_commands": TaskSpec(
+        ("arabic_speech_commands", "ar_speech_commands"), arabic_speech_commands.looks_ok, arabic_speech_commands.LAYOUT,
+        lambda root, seed, folds: arabic_speech_commands.load_task(root, split="official", seed=seed, folds=folds),
+        "arabic_speech_commands"),
 }
 
 STD_NOTE = "mean ± sample std (ddof 1) over a method's members (seeds); a member's accuracy is its mean over folds"
@@ -117,6 +128,51 @@ def resolve_member(spec: str, *, device: str = "cpu", seed: int = 0, encoder: st
     if spec == "logmel":
         return resolve_baseline("logmel", None, device=device, seed=seed)
     return resolve_model(spec, device=device, seed=seed, encoder=encoder, average_layers=average_layers)
+
+
+HOLDOUT_PLACEHOLDER = "{holdout}"
+
+
+def member_for_task(spec: str, task: str) -> str:
+    """The member to evaluate on ``task``: ``spec`` with :data:`HOLDOUT_PLACEHOLDER` replaced by the name of the
+    task's holdout config (``esc`` for esc10 and esc50, else the task's own name).
+
+    This is how a leave-one-corpus-out method is given: ``jepa=runs/loco_{holdout}_s0/checkpoints/last.pt``
+    evaluates each task with the encoder pretrained without that task's corpus (``holdout=<name>`` at training).
+    """
+    return spec.replace(HOLDOUT_PLACEHOLDER, TASKS[task].holdout)
+
+
+def pretraining_exposure(spec: str, task_root: Path) -> str:
+    """Whether a training checkpoint's corpus held the task's data: ``held out``, ``in corpus``, ``not in corpus``.
+
+    Read from the checkpoint's saved config (``data.root``, ``data.exclude``); ``unknown`` for anything that
+    records no training data (exports, random encoders are ``none``, the log-mel baseline ``none``).
+    ``data.root`` is taken relative to the current folder, as the trainer took it.
+    """
+    if spec == "logmel" or spec.startswith("random:"):
+        return "none"
+    path = Path(spec).expanduser()
+    if path.suffix != ".pt" or not path.is_file():
+        return "unknown"
+    from ajepa.checkpoint import load_checkpoint
+
+    try:
+        data = (load_checkpoint(path).get("config") or {}).get("data") or {}
+    except Exception:  # an unreadable checkpoint fails in resolve with its own message
+        return "unknown"
+    if data.get("source") != "folder" or not data.get("root"):
+        return "not in corpus"
+    corpus = Path(data["root"]).expanduser().resolve()
+    task = task_root.expanduser().resolve()
+    if corpus != task and corpus not in task.parents:
+        return "not in corpus"
+    rel = task.relative_to(corpus).as_posix() if corpus != task else ""
+    for pattern in data.get("exclude") or ():
+        p = str(pattern).strip("/")
+        if rel == p or rel.startswith(p + "/"):
+            return "held out"
+    return "in corpus"
 
 
 def _task_root(name: str, data_root: str | None, overrides: dict[str, str]) -> Path:
@@ -172,7 +228,8 @@ def suite_markdown(payload: dict) -> str:
             r = results.get(t, {}).get(m)
             cells.append(_cell(r["mean"], r["std"], r["n"]) if r else "–")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "## Per member", "", "Accuracy (%), mean ± std over folds.", ""]
+    lines += ["", "## Per member", "", "Accuracy (%), mean ± std over folds; for training checkpoints, whether the "
+              "task's data was *held out* of the pretraining corpus or *in corpus* (transductive).", ""]
     lines += ["| method | member | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 2) + "|"]
     for m, members in methods.items():
         for spec in members:
@@ -180,7 +237,9 @@ def suite_markdown(payload: dict) -> str:
             for t in tasks:
                 r = results.get(t, {}).get(m)
                 mem = next((x for x in r["members"] if x["member"] == spec), None) if r else None
-                cells.append(f"{100 * mem['accuracy']:.1f} ± {100 * mem['fold_std']:.1f}" if mem else "–")
+                exposure = mem.get("pretraining", "unknown") if mem else "unknown"
+                tag = f" ({exposure})" if exposure in ("held out", "in corpus") else ""
+                cells.append(f"{100 * mem['accuracy']:.1f} ± {100 * mem['fold_std']:.1f}{tag}" if mem else "–")
             lines.append(f"| {m} | `{spec}` | " + " | ".join(cells) + " |")
     lines += ["", "## Command", "", "```", meta["command"], "```", "", "## Protocols", ""]
     for t, info in tasks.items():
@@ -234,7 +293,8 @@ def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any
         raise SuiteError("give at least one --method NAME=MEMBER[,MEMBER...]")
     for name, members in methods.items():
         for spec in members:
-            check_member(name, spec)
+            for t in task_names:
+                check_member(name, member_for_task(spec, t))
     make_probe(args.probe)  # a typo fails before any embedding work
     overrides = {}
     for text in args.data or []:
@@ -263,32 +323,40 @@ def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any
     seen: dict[str, str] = {}  # embedder key -> "method/member", to catch one model counted twice
     for mname, members in methods.items():
         for spec in members:
-            try:
-                display, emb = resolve(spec, device=args.device, seed=args.seed, encoder=args.encoder,
-                                       average_layers=args.average_layers)
-            except Exception as e:  # the loader's own message, with the method and member named
-                raise SuiteError(f"method {mname!r}: member {spec!r} could not be loaded: {e}") from e
-            if emb.key in seen:
-                log.warning("method %s member %s is the same model as %s", mname, spec, seen[emb.key])
-            seen.setdefault(emb.key, f"{mname}/{spec}")
-            for t, (_, task) in tasks.items():
-                log.info("%s / %s: embedding %s (%d clips)", mname, spec, t, len(task.clips))
+            loaded: tuple[str, str, Any] | None = None  # (resolved spec, display name, embedder)
+            for t, (root, task) in tasks.items():
+                actual = member_for_task(spec, t)
+                if loaded is None or loaded[0] != actual:
+                    loaded = None  # free the previous task's model before loading the next one
+                    try:
+                        display, emb = resolve(actual, device=args.device, seed=args.seed, encoder=args.encoder,
+                                               average_layers=args.average_layers)
+                    except Exception as e:  # the loader's own message, with the method and member named
+                        raise SuiteError(f"method {mname!r}: member {actual!r} could not be loaded: {e}") from e
+                    if emb.key in seen and seen[emb.key] != f"{mname}/{spec}":
+                        log.warning("method %s member %s is the same model as %s", mname, actual, seen[emb.key])
+                    seen.setdefault(emb.key, f"{mname}/{spec}")
+                    loaded = (actual, display, emb)
+                _, display, emb = loaded
+                log.info("%s / %s: embedding %s (%d clips)", mname, actual, t, len(task.clips))
                 feats = cached_embeddings(emb, task.clips.paths, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                           pooling=pooling_for(emb, args.pooling),
                                           progress=not args.no_progress)
                 t0 = time.perf_counter()
                 res = probe_task(feats, task, args.probe, args.seed, device=args.device, knn_k=args.knn_k)
-                log.info("%s / %s / %s: %.4f (probe %.1f s)", mname, spec, t, res["acc_mean"],
+                log.info("%s / %s / %s: %.4f (probe %.1f s)", mname, actual, t, res["acc_mean"],
                          time.perf_counter() - t0)
                 entry = payload["results"][t].setdefault(mname, {"members": []})
                 entry["members"].append({
-                    "member": spec, "model": display, "model_key": emb.key, "accuracy": res["acc_mean"],
-                    "fold_std": res["acc_std"], "fold_accuracies": [f["accuracy"] for f in res["per_fold"]],
+                    "member": spec, "resolved": actual, "model": display, "model_key": emb.key,
+                    "pretraining": pretraining_exposure(actual, root),
+                    "accuracy": res["acc_mean"], "fold_std": res["acc_std"],
+                    "fold_accuracies": [f["accuracy"] for f in res["per_fold"]],
                     "per_fold": res["per_fold"], "confusion": res["confusion"].tolist(),
                 })
                 entry.update(summarise([m["accuracy"] for m in entry["members"]]))
-            del emb
-            _write(out, payload)
+                _write(out, payload)
+            loaded = None
     payload["complete"] = True
     paths = _write(out, payload)
     print(suite_markdown(payload).split("\n## Per member")[0])
@@ -308,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated tasks from {', '.join(TASKS)} (default esc10,speech_commands,fsdd)")
     p.add_argument("--method", action="append", metavar="NAME=MEMBER[,MEMBER...]",
                    help="a method and its members (seeds); repeat for each method")
-    p.add_argument("--probe", default="linear", help="one probe for every method: linear, knn, mlp, logreg")
+    p.add_argument("--probe", default="linear",
+                   help="one probe for every method: linear, knn, mlp, logreg, logreg-cv (the strong probe)")
     p.add_argument("--knn-k", type=int, default=5, help="k of the kNN probe (default 5)")
     p.add_argument("--pooling", default="mean", choices=CLIP_POOLINGS,
                    help="clip pooling of encoder embeddings (ajepa.inference.CLIP_POOLINGS; baselines keep their own)")

@@ -208,7 +208,7 @@ class SpyProbe:
     def __init__(self) -> None:
         self.calls: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed, val=None) -> ProbeResult:
+    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed, val=None, groups=None) -> ProbeResult:
         self.calls.append((x_train[:, 0].astype(int), x_test[:, 0].astype(int)))
         return ProbeResult(float(np.mean(y_test == 0)), np.zeros(len(y_test), dtype=np.int64))
 

@@ -58,6 +58,8 @@ class AudioClipDataset(Dataset):
         gain_db: ``(low, high)`` uniform gain range in dB, or None for no gain. The gain is capped so that
             the peak never exceeds 1 (no clipping).
         random_crop: random crop offset for long files; False takes the first ``clip_seconds``.
+        exclude: patterns of files to leave out of a folder or manifest (:func:`exclude_files`), e.g. the
+            sub-folders of the corpora an evaluation holds out.
         sampling: ``"file"``: each file is one item per epoch; ``"duration"``: a file is
             ``max(1, round(duration / clip_seconds))`` items, each with its own random crop, so every second of
             audio is equally likely to be trained on and long recordings are not under-sampled next to short
@@ -76,12 +78,18 @@ class AudioClipDataset(Dataset):
         gain_db: tuple[float, float] | None = (-6.0, 6.0),
         random_crop: bool = True,
         sampling: str = "file",
+        exclude: Sequence[str] = (),
     ) -> None:
         if isinstance(files, (str, os.PathLike)):
             root = os.fspath(files)
             self.files = list_audio_files(root)
+            if exclude:
+                base = root if os.path.isdir(root) else os.path.dirname(root)
+                self.files = exclude_files(self.files, base, exclude)
             if not self.files:
-                raise AudioInputError(f"{root}: no audio files found")
+                raise AudioInputError(f"{root}: no audio files found" + (f" outside {list(exclude)}" if exclude else ""))
+        elif exclude:
+            raise ConfigError("exclude applies to a folder or manifest root, not to a list of files")
         else:
             self.files = [os.fspath(f) for f in files]
             if not self.files:
@@ -172,6 +180,31 @@ class AudioClipDataset(Dataset):
             start = min(start, wav.shape[0] - self.clip_samples)  # a header can overstate the length
             return wav[start:start + self.clip_samples].clone(), self.clip_samples
         return pad_clip(wav, self.clip_samples)
+
+
+def exclude_files(files: Sequence[str], base: str | os.PathLike, patterns: Sequence[str]) -> list[str]:
+    """``files`` without those matching any of ``patterns``, which are relative to ``base``.
+
+    A pattern is a folder (``esc10`` leaves out everything under ``base/esc10/``) or an ``fnmatch`` glob on the
+    path relative to ``base`` (``fsdd/recordings/*_jackson_*``). A pattern that matches no file is an error,
+    so that a typo cannot silently keep a corpus that an evaluation believes was held out.
+
+    Raises:
+        ConfigError: an empty pattern, or one that matches nothing.
+    """
+    import fnmatch
+
+    rel = [os.path.relpath(f, base).replace(os.sep, "/") for f in files]
+    keep = np.ones(len(files), dtype=bool)
+    for pattern in patterns:
+        p = str(pattern).strip().strip("/")
+        if not p:
+            raise ConfigError("data.exclude holds an empty pattern")
+        hit = np.array([r.startswith(p + "/") or fnmatch.fnmatchcase(r, p) for r in rel], dtype=bool)
+        if not hit.any():
+            raise ConfigError(f"data.exclude pattern {pattern!r} matches no file under {base}")
+        keep &= ~hit
+    return [f for f, k in zip(files, keep) if k]
 
 
 def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
