@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean default-model
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ bench: $(STAMP)
 	$(PY) bench/frontend.py
 	$(PY) bench/train_step.py
 	$(PY) bench/embed.py
+
+# The shipped default encoder (docs/MODEL_CARD.md): the cpu15 recipe on the shared corpus, seed 0, exported in
+# float16 with its recommended read-out into the package. About 10 minutes on 2 CPU cores.
+DEFAULT_RUN := runs/default_model
+default-model: $(STAMP)
+	$(PY) -m ajepa.train experiment=cpu15 data.root=../shared/data seed=0 hydra.run.dir=$(DEFAULT_RUN)
+	$(PY) -m ajepa.export $(DEFAULT_RUN)/checkpoints/last.pt --out ajepa/pretrained/default --fp16
 
 clean:
 	rm -rf $(VENV) outputs runs .pytest_cache

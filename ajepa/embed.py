@@ -1,8 +1,11 @@
 """Command line: embed audio files into one ``.npz``.
 
-    python -m ajepa.embed clips/ more.wav list.csv --model my_model/ --out embeddings.npz \
+    python -m ajepa.embed clips/ more.wav list.csv [--model my_model/] --out embeddings.npz \
         [--pooling mean|mean+max|freqcat|freqcat+std] [--frames] [--batch-size 32] [--device cuda] \
         [--encoder target|context] [--average-layers 1|K|all]
+
+Without ``--model`` (and ``AJEPA_MODEL`` unset) the default model shipped with ajepa is used; without
+``--pooling`` / ``--average-layers`` the model's recorded read-out.
 
 Inputs are audio files, folders (searched recursively) and manifests (.csv/.jsonl/.txt), see
 :func:`ajepa.features.audio.list_audio_files`. The ``.npz`` holds, with no pickled objects:
@@ -82,29 +85,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", help="audio files, folders or manifests (.csv/.jsonl/.txt)")
     parser.add_argument("--model", default=os.environ.get("AJEPA_MODEL"),
                         help="exported model folder / .safetensors, or training checkpoint .pt "
-                             "(default: $AJEPA_MODEL)")
+                             "(default: $AJEPA_MODEL, else the default model shipped with ajepa)")
     parser.add_argument("--out", default="embeddings.npz", help="output .npz (default: embeddings.npz)")
-    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default="mean",
-                        help="clip pooling over valid tokens (default: mean; see ajepa.inference)")
+    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default=None,
+                        help="clip pooling over valid tokens (default: the model's recorded read-out; mean for "
+                             "files that record none; see ajepa.inference)")
     parser.add_argument("--frames", action="store_true", help="also store frame embeddings and timestamps")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu, ... (default: best available)")
     parser.add_argument("--encoder", choices=("target", "context"), default=None,
                         help="encoder of a training checkpoint (default: target)")
-    parser.add_argument("--average-layers", type=average_layers_arg, default=1, metavar="K|all",
+    parser.add_argument("--average-layers", type=average_layers_arg, default=None, metavar="K|all",
                         help="embed with the mean of the encoder's last K hidden states, 'all' for every block "
-                             "and the patch embedding (default: 1, the final output; see ajepa.inference)")
+                             "and the patch embedding (default: the model's recorded read-out; 1, the final "
+                             "output, for files that record none; see ajepa.inference)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AMX/AVX512-BF16)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if not args.model:
-        parser.error("--model is required (or set AJEPA_MODEL)")
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
 
     try:
-        model = load(args.model, encoder=args.encoder, device=args.device, bf16=args.bf16,
-                     average_layers=args.average_layers)
+        model = load(args.model or None, encoder=args.encoder, device=args.device, bf16=args.bf16,
+                     average_layers=args.average_layers, pooling=args.pooling)
     except ValueError as exc:  # a CheckpointError, or --average-layers beyond the encoder's depth
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -129,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     embeddings, frames, times = [], [], []
     try:
         for feats in model.iter_features(readable(), batch_size=args.batch_size,
-                                         pooling=args.pooling):
-            embeddings.append(feats.pooled(args.pooling).numpy())
+                                         pooling=model.pooling):
+            embeddings.append(feats.pooled(model.pooling).numpy())
             if args.frames:
                 frames.append(feats.col_mean.numpy())
                 times.append(feats.times)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bar.close()
 
-    width = model.pooled_dim(args.pooling)
+    width = model.pooled_dim(model.pooling)
     arrays: dict[str, np.ndarray] = {
         "embeddings": np.stack(embeddings).astype(np.float32) if embeddings else np.zeros((0, width), np.float32),
         "paths": np.array(embedded, dtype=str),

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 from collections import deque
@@ -80,6 +81,8 @@ ENCODER_CHOICES = ("target", "context")
 AVERAGE_ALL = "all"
 
 AudioSource = Union[str, os.PathLike, np.ndarray, Tensor]
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -193,6 +196,7 @@ class Embedder:
         average_layers: the encoder's token embeddings are the mean of its last ``average_layers`` hidden states
             (1: the final output, the default; see "Layers" in the module docstring). Given as an int in
             ``1..depth + 1`` or ``"all"`` (``depth + 1``: every block and the patch embedding); stored as the int.
+        pooling: the clip pooling :meth:`embed` uses when none is given (an exported model's recorded read-out).
         bf16: run the encoder under bfloat16 autocast on CUDA or CPU (faster on GPUs and on CPUs with AMX /
             AVX512-BF16, slower on older CPUs; about 1e-2 relative deviation); ignored on MPS. Off by default so
             that results are plain float32.
@@ -208,8 +212,12 @@ class Embedder:
         device: str | torch.device | None = None,
         bf16: bool = False,
         average_layers: int | str = 1,
+        pooling: str = "mean",
     ) -> None:
         cfg: FrontendConfig = frontend.cfg
+        if pooling not in CLIP_POOLINGS:
+            raise ValueError(f"the default pooling must be one of {CLIP_POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.frontend = frontend
         self.encoder = encoder
         self.encoder_config: EncoderConfig = encoder.cfg
@@ -289,8 +297,8 @@ class Embedder:
     def export_config(self) -> dict[str, Any]:
         """The ``config.json`` content of an exported model (docs/CONTRACTS.md).
 
-        Run-time settings (``average_layers``, ``bf16``, the device) are not part of it: an export holds the weights
-        and what is needed to compute with them; how to read them out is chosen when loading.
+        The read-out (:attr:`pooling`, :attr:`average_layers`) is recorded as ``"readout"``, the model's recommended
+        default for whoever loads it; ``bf16`` and the device are not part of it.
         """
         from ajepa.export import EXPORT_FORMAT, EXPORT_VERSION
 
@@ -304,21 +312,26 @@ class Embedder:
             "sample_rate": self.sample_rate,
             "clip_seconds": self.clip_seconds,
             "source_encoder": self.source_encoder,
+            "readout": {"pooling": self.pooling,
+                        "average_layers": AVERAGE_ALL if self.average_layers == self.encoder_config.depth + 1
+                        else self.average_layers},
         }
 
-    def save(self, out: str | os.PathLike) -> Path:
+    def save(self, out: str | os.PathLike, *, fp16: bool = False) -> Path:
         """Export to a folder (``model.safetensors`` + ``config.json``) or to ``<name>.safetensors`` + ``<name>.json``.
 
-        Returns the path of the ``.safetensors`` file. The result loads back with :func:`load`.
+        ``fp16`` stores the weights as float16 (half the file; loading computes in float32 again). Returns the path
+        of the ``.safetensors`` file. The result loads back with :func:`load`.
         """
         from ajepa.export import write_export
 
-        return write_export(self.encoder.state_dict(), self.export_config(), out)
+        return write_export(self.encoder.state_dict(), self.export_config(), out,
+                            dtype=torch.float16 if fp16 else torch.float32)
 
     def __repr__(self) -> str:
         e = self.encoder_config
         return (f"Embedder(D={e.embed_dim}, depth={e.depth}, patch={self.patch}, clip_seconds={self.clip_seconds}, "
-                f"sample_rate={self.sample_rate}, encoder={self.source_encoder!r}, "
+                f"sample_rate={self.sample_rate}, encoder={self.source_encoder!r}, pooling={self.pooling!r}, "
                 f"average_layers={self.average_layers}, device={self.device})")
 
     # ------------------------------------------------------------------ embedding
@@ -327,7 +340,7 @@ class Embedder:
         wav: AudioSource | Sequence[AudioSource],
         sr: int | None = None,
         *,
-        pooling: str = "mean",
+        pooling: str | None = None,
         return_frames: bool = False,
         batch_size: int = 32,
         progress: bool = False,
@@ -340,7 +353,8 @@ class Embedder:
                 (``(C, N)`` with ``channels_first=True``).
             sr: sample rate of array input (required for arrays; files carry their own).
             pooling: ``"mean"`` -> ``(D,)``; ``"mean+max"`` -> ``(2D,)``; ``"freqcat"`` -> ``(F_p * D,)``;
-                ``"freqcat+std"`` -> ``(2 * F_p * D,)``; ``"none"`` -> frame embeddings ``(T', D)``.
+                ``"freqcat+std"`` -> ``(2 * F_p * D,)``; ``"none"`` -> frame embeddings ``(T', D)``; ``None``: the
+                model's own read-out, :attr:`pooling`.
             return_frames: also return frame embeddings and their centre timestamps in seconds.
             batch_size: windows per encoder forward pass (windows of different clips share a batch).
             progress: show a tqdm progress bar over clips.
@@ -356,6 +370,7 @@ class Embedder:
             AudioInputError: unreadable file, bad array shape/dtype, missing ``sr`` for arrays.
             ValueError: unknown ``pooling`` or a non-positive ``batch_size``.
         """
+        pooling = self.pooling if pooling is None else pooling
         _check_pooling(pooling)
         sources, single = _as_sources(wav, sr, channels_first)
         feats = list(self.iter_features((self._load(s, sr) for s in sources), batch_size=batch_size,
@@ -488,36 +503,47 @@ class Embedder:
 
 # ---------------------------------------------------------------------- loading
 def load(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     encoder: str | None = None,
     device: str | torch.device | None = None,
     bf16: bool = False,
-    average_layers: int | str = 1,
+    average_layers: int | str | None = None,
+    pooling: str | None = None,
 ) -> Embedder:
-    """Load an embedder from an exported model or a training checkpoint.
+    """Load an embedder from an exported model or a training checkpoint; no ``path`` loads the shipped default.
 
     Args:
         path: an exported folder (``model.safetensors`` + ``config.json``), a ``<name>.safetensors`` with
             ``<name>.json`` beside it (or that JSON), or a training checkpoint ``.pt`` (docs/CONTRACTS.md).
-        encoder: which encoder of a training checkpoint: ``"target"`` (the default: the EMA target encoder is the
-            smoother, better-evaluating representation in I-JEPA-style training and is what computed the targets)
-            or ``"context"``. An exported model holds exactly one encoder; ``None`` takes it, and naming the other
-            one is an error.
+            ``None``: the default encoder inside the package (:mod:`ajepa.pretrained`, docs/MODEL_CARD.md),
+            read from disk with no download.
+        encoder: which encoder of a training checkpoint: ``"target"`` (the EMA target encoder: the smoother,
+            better-evaluating representation in I-JEPA-style training, and what computed the targets) or
+            ``"context"``. ``None`` takes the target encoder, or the only encoder the file holds (an MAE run's
+            context encoder, an export's one encoder); naming an encoder that is not there is an error.
         device: where to run; ``None`` picks CUDA, then MPS, then CPU.
         bf16: bfloat16 autocast for the encoder on CUDA/CPU (see :class:`Embedder`).
         average_layers: embed with the mean of the encoder's last ``average_layers`` hidden states, an int in
-            ``1..depth + 1`` or ``"all"`` (see :class:`Embedder`); 1, the final output, by default.
+            ``1..depth + 1`` or ``"all"`` (see :class:`Embedder`). ``None``: the model's recorded read-out.
+        pooling: the default clip pooling of :meth:`Embedder.embed`. ``None``: the model's recorded read-out.
+
+    A model file without a recorded read-out (a training checkpoint, an export written before read-outs were
+    recorded) gets mean pooling of the final block, as before, and says so in one log line.
 
     Raises:
         CheckpointError: missing file, unknown format or version, bad config, or weights whose names/shapes do not
             match the configured encoder.
-        ValueError: ``average_layers`` outside ``1..depth + 1`` of the loaded encoder.
+        ValueError: ``average_layers`` outside ``1..depth + 1`` of the loaded encoder, or an unknown ``pooling``.
     """
-    from ajepa.export import read_export, read_training_checkpoint
+    from ajepa.export import LEGACY_READOUT, read_export, read_training_checkpoint
 
     if encoder is not None and encoder not in ENCODER_CHOICES:
         raise ValueError(f"encoder must be one of {ENCODER_CHOICES}, got {encoder!r}")
+    if path is None:
+        from ajepa.pretrained import default_model_path
+
+        path = default_model_path()
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
@@ -529,14 +555,21 @@ def load(
                 f"export the other one from the training checkpoint with --encoder {encoder}"
             )
     else:
-        state, cfg = read_training_checkpoint(path, encoder or "target")
+        state, cfg = read_training_checkpoint(path, encoder)
+    readout = cfg["readout"]
+    if readout is None:
+        readout = LEGACY_READOUT
+        if pooling is None or average_layers is None:
+            log.info("%s records no read-out: %s pooling of the final block unless pooling= / average_layers= "
+                     "say otherwise (exports record the recommended read-out)", path, readout["pooling"])
     try:
         vit = ViTEncoder(cfg["encoder"])
         _load_state(vit, state, path)
         # Weights stored in another float dtype are copied into the module's own float32 parameters.
         return Embedder(LogMelFrontend(cfg["frontend"]), vit, clip_seconds=cfg["clip_seconds"],
                         source_encoder=cfg["source_encoder"], device=device, bf16=bf16,
-                        average_layers=average_layers)
+                        average_layers=readout["average_layers"] if average_layers is None else average_layers,
+                        pooling=readout["pooling"] if pooling is None else pooling)
     except (ConfigError, AudioInputError) as exc:  # settings that cannot build a working model
         raise CheckpointError(f"{path}: unusable model settings ({exc})") from None
 
@@ -566,23 +599,19 @@ def embed(
     sr: int | None = None,
     *,
     model: Embedder | str | os.PathLike | None = None,
-    pooling: str = "mean",
+    pooling: str | None = None,
     return_frames: bool = False,
     batch_size: int = 32,
     device: str | torch.device | None = None,
     channels_first: bool = False,
     progress: bool = False,
 ) -> Any:
-    """Embed audio with ``model`` (an :class:`Embedder` or a path for :func:`load`); see :meth:`Embedder.embed`.
+    """Embed audio with ``model`` (an :class:`Embedder`, a path for :func:`load`, or ``None`` for the shipped
+    default encoder); see :meth:`Embedder.embed`. ``pooling=None`` uses the model's recorded read-out.
 
-    ``device`` applies when ``model`` is a path. For repeated calls load once with :func:`load` and pass the
-    Embedder: a path is re-read on every call (no hidden global cache).
+    ``device`` applies when ``model`` is a path or ``None``. For repeated calls load once with :func:`load` and pass
+    the Embedder: a path (and the default model) is re-read on every call (no hidden global cache).
     """
-    if model is None:
-        raise CheckpointError(
-            "ajepa.embed needs model=: ajepa ships no pretrained weights and downloads nothing. Pass the path of an "
-            "exported model (python -m ajepa.export), a training checkpoint .pt, or an Embedder from ajepa.load()."
-        )
     if not isinstance(model, Embedder):
         model = load(model, device=device)
     elif device is not None and pick_device(device) != model.device:

@@ -165,16 +165,10 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
 def _load_inference(path: str | os.PathLike, encoder: str | None, device: str, average_layers: int | str = 1
                     ) -> Any:
     """``ajepa.inference.load``; ``encoder=None`` takes the target encoder of a training checkpoint, or its
-    context encoder when it has no target encoder (an MAE run), and the one encoder of an export."""
-    from ajepa.errors import CheckpointError
+    only encoder (an MAE run's context encoder), and the one encoder of an export."""
     from ajepa.inference import load
 
-    try:
-        return load(path, encoder=encoder, device=device, average_layers=average_layers)
-    except CheckpointError as e:
-        if encoder is None and "no target_encoder." in str(e):
-            return load(path, encoder="context", device=device, average_layers=average_layers)
-        raise
+    return load(path, encoder=encoder, device=device, average_layers=average_layers)
 
 
 def load_model_embedder(path: str | os.PathLike, *, encoder: str | None = "target", device: str = "cpu",

@@ -34,12 +34,24 @@ def _audio(sr: int, seconds: float) -> torch.Tensor:
     return torch.stack([silence, tone]).float()
 
 
-def test_load_model_needs_a_path(model_path, monkeypatch):
+def test_load_model_default_env_and_path(model_path, monkeypatch):
+    from ajepa.pretrained import DEFAULT_MODEL_DIR
+
     monkeypatch.delenv(hear.MODEL_ENV_VAR, raising=False)
-    with pytest.raises(CheckpointError, match=hear.MODEL_ENV_VAR):
-        hear.load_model()
+    default = hear.load_model(device="cpu")  # no path, no variable: the model shipped with ajepa
+    assert isinstance(default, torch.nn.Module) and default.timestamp_hop_ms == 40.0
+    assert default.embedder.pooling == "freqcat+std"  # its recorded read-out
+    assert default.scene_embedding_size == default.embedder.pooled_dim("freqcat+std")
+    audio = _audio(default.sample_rate, 1.0)
+    torch.testing.assert_close(hear.get_scene_embeddings(audio, default),
+                               hear.get_scene_embeddings(audio, hear.load_model(str(DEFAULT_MODEL_DIR), device="cpu")))
     monkeypatch.setenv(hear.MODEL_ENV_VAR, str(model_path))
-    assert isinstance(hear.load_model(device="cpu"), torch.nn.Module)
+    from_env = hear.load_model(device="cpu")
+    assert from_env.embedder.embed_dim == ENCODER_SIZES["mini"].embed_dim
+    with pytest.raises(CheckpointError):
+        hear.load_model(str(model_path) + "_missing")
+    with pytest.raises(ValueError, match="divide"):
+        hear.load_model(str(model_path), timestamp_hop_ms=50)
 
 
 def test_model_attributes(model):
@@ -61,7 +73,8 @@ def test_scene_embeddings(model):
     torch.testing.assert_close(alone[0], emb[1], atol=1e-5, rtol=1e-5)
 
 
-def test_timestamp_embeddings(model):
+def test_timestamp_embeddings(model_path):
+    model = hear.load_model(str(model_path), device="cpu", timestamp_hop_ms=160)  # the plain patch columns
     seconds = 2.5  # longer than the model's 1 s window: exercises stitching
     audio = _audio(model.sample_rate, seconds)
     emb, ts = hear.get_timestamp_embeddings(audio, model)
@@ -81,6 +94,34 @@ def test_timestamp_embeddings(model):
     # The mean of the frames is the scene embedding (every column holds the same number of tokens).
     scene = hear.get_scene_embeddings(audio, model)
     torch.testing.assert_close(emb.mean(1), scene, atol=1e-5, rtol=1e-5)
+
+
+def test_timestamp_embeddings_every_40_ms_interleave_shifted_columns(model_path, model):
+    plain = hear.load_model(str(model_path), device="cpu", timestamp_hop_ms=160)
+    assert model.timestamp_hop_ms == 40.0 and model.n_shifts == 4
+    audio = _audio(model.sample_rate, 2.5)
+    emb, ts = hear.get_timestamp_embeddings(audio, model)
+    emb160, ts160 = hear.get_timestamp_embeddings(audio, plain)
+    steps = torch.diff(ts, dim=1)
+    torch.testing.assert_close(steps, torch.full_like(steps, 40.0))  # HEAR asks for <= 50 ms
+    n160 = ts160.shape[1]
+    assert 4 * (n160 - 1) <= ts.shape[1] <= 4 * n160  # advanced runs may lack the last, partly real column
+    # every fourth stamp is an unshifted column: same time, same embedding
+    torch.testing.assert_close(ts[:, ::4], ts160[:, : ts[:, ::4].shape[1]])
+    torch.testing.assert_close(emb[:, ::4], emb160[:, : emb[:, ::4].shape[1]])
+
+
+def test_timestamps_locate_a_click(model):
+    """A click at a known time changes the frame stamped nearest to it the most."""
+    sr = model.sample_rate
+    silence = torch.zeros(1, int(2.0 * sr))
+    base, ts = hear.get_timestamp_embeddings(silence, model)
+    for click_s in (0.53, 1.21):
+        audio = silence.clone()
+        audio[0, int(click_s * sr): int(click_s * sr) + 40] = 0.9
+        emb, ts = hear.get_timestamp_embeddings(audio, model)
+        change = (emb - base).norm(dim=-1)[0]
+        assert abs(float(ts[0, int(change.argmax())]) - 1000 * click_s) <= 40.0, click_s
 
 
 def test_bad_audio(model):

@@ -73,18 +73,27 @@ def test_checkpoint_encoders_and_export_parity(ckpt, model, exported, tmp_path):
     cfg = json.loads((exported / "config.json").read_text())
     assert cfg["format"] == "ajepa-encoder" and cfg["source_encoder"] == "target"
     assert cfg["frontend"]["norm_mean"] == -5.0 and cfg["sample_rate"] == SR
+    # The export records the recommended read-out, and loading it uses that read-out unless told otherwise.
+    assert cfg["readout"] == {"pooling": "freqcat+std", "average_layers": "all"}
     wav = _tone(1.7)
-    expected = model.embed(wav, SR, pooling="mean+max")
+    recommended = load(ckpt, device="cpu", pooling="freqcat+std", average_layers="all")
+    expected = recommended.embed(wav, SR)
+    assert expected.shape == (recommended.pooled_dim("freqcat+std"),)
     for path in (exported, exported / "model.safetensors", exported / "config.json"):
-        np.testing.assert_array_equal(load(path, device="cpu").embed(wav, SR, pooling="mean+max"), expected)
+        got = load(path, device="cpu")
+        assert got.pooling == "freqcat+std" and got.average_layers == model.encoder_config.depth + 1
+        np.testing.assert_array_equal(got.embed(wav, SR), expected)
+    np.testing.assert_array_equal(load(exported, device="cpu", pooling="mean", average_layers=1).embed(wav, SR),
+                                  model.embed(wav, SR))  # explicit arguments win
 
     # NAME.safetensors + NAME.json, and the context encoder on request.
-    assert export_cli([str(ckpt), "--out", str(tmp_path / "ctx.safetensors"), "--encoder", "context"]) == 0
+    assert export_cli([str(ckpt), "--out", str(tmp_path / "ctx.safetensors"), "--encoder", "context",
+                       "--pooling", "mean", "--average-layers", "1"]) == 0
     assert (tmp_path / "ctx.json").is_file()
     ctx = load(tmp_path / "ctx.safetensors", device="cpu")
-    assert ctx.source_encoder == "context"
+    assert ctx.source_encoder == "context" and ctx.pooling == "mean" and ctx.average_layers == 1
     np.testing.assert_array_equal(ctx.embed(wav, SR), load(ckpt, encoder="context", device="cpu").embed(wav, SR))
-    assert not np.allclose(ctx.embed(wav, SR), expected[: model.embed_dim])
+    assert not np.allclose(ctx.embed(wav, SR), model.embed(wav, SR))
     with pytest.raises(CheckpointError, match="holds the context encoder"):
         load(tmp_path / "ctx.safetensors", encoder="target")
 
@@ -174,13 +183,69 @@ def test_bad_files_raise_checkpoint_error(tmp_path, exported):
         assert str(path.name) in str(info.value) or str(path) in str(info.value), name
 
 
-def test_embed_without_model_is_a_clear_error(model, exported):
+def test_embed_and_load_without_model_use_the_shipped_default(model, exported):
     import ajepa.embed  # noqa: F401  (the CLI module must not shadow the function ajepa.embed)
+    from ajepa.pretrained import DEFAULT_MODEL_DIR
 
-    with pytest.raises(CheckpointError, match="pass the path|Pass the path"):
-        ajepa.embed(_tone(0.5), SR)
-    np.testing.assert_array_equal(ajepa.embed(_tone(0.5), SR, model=exported, device="cpu"),
-                                  model.embed(_tone(0.5), SR))
+    default = load(device="cpu")
+    assert default.pooling == "freqcat+std" and default.average_layers == default.encoder_config.depth + 1
+    wav = _tone(0.5)
+    got = ajepa.embed(wav, SR, device="cpu")
+    assert got.shape == (default.pooled_dim("freqcat+std"),) and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, default.embed(wav, SR))
+    np.testing.assert_array_equal(got, load(DEFAULT_MODEL_DIR, device="cpu").embed(wav, SR))
+    assert ajepa.embed(wav, SR, device="cpu", pooling="mean").shape == (default.embed_dim,)  # explicit wins
+    np.testing.assert_array_equal(ajepa.embed(wav, SR, model=exported, device="cpu", pooling="mean+max"),
+                                  load(exported, device="cpu").embed(wav, SR, pooling="mean+max"))
+
+
+def test_shipped_default_weights_are_small_float16_safetensors():
+    from safetensors import safe_open
+
+    from ajepa.pretrained import DEFAULT_MODEL_DIR
+
+    weights = DEFAULT_MODEL_DIR / "model.safetensors"
+    assert weights.stat().st_size <= 10 * 2**20
+    with safe_open(str(weights), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    cfg = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert cfg["source_encoder"] == "target" and cfg["readout"]["pooling"] == "freqcat+std"
+
+
+def test_fp16_export_embeds_like_the_fp32_weights(ckpt, tmp_path):
+    from safetensors import safe_open
+
+    full = load(ckpt, device="cpu", pooling="freqcat+std", average_layers="all")
+    full.save(tmp_path / "fp32")
+    full.save(tmp_path / "fp16", fp16=True)
+    with safe_open(str(tmp_path / "fp16" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "fp32" / "model.safetensors").stat().st_size
+    half = load(tmp_path / "fp16", device="cpu")
+    assert next(half.encoder.parameters()).dtype == torch.float32  # computed in float32 after loading
+    wavs = [_tone(s, f, seed=i) for i, (s, f) in enumerate([(0.4, 300.0), (1.0, 700.0), (2.3, 1500.0)])]
+    a = load(tmp_path / "fp32", device="cpu").embed(wavs, SR)
+    b = half.embed(wavs, SR)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() >= 0.999
+    np.testing.assert_array_equal(a, full.embed(wavs, SR))
+
+
+def test_checkpoint_with_one_encoder_loads_it(tmp_path):
+    enc = ENCODER_SIZES["mini"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        vit_state = Embedder.from_config(enc, clip_seconds=CLIP_SECONDS, seed=1, device="cpu").encoder.state_dict()
+    state = {"step": 1, "model": {f"context_encoder.{k}": v for k, v in vit_state.items()}, "config": {"seed": 0},
+             "frontend": asdict(FrontendConfig()), "encoder": asdict(enc), "clip_seconds": CLIP_SECONDS}
+    path = save_checkpoint(tmp_path / "mae.pt", state)
+    only = load(path, device="cpu")
+    assert only.source_encoder == "context"
+    for k, v in only.encoder.state_dict().items():
+        assert torch.equal(v, vit_state[k])
+    with pytest.raises(CheckpointError, match="holds only the context encoder"):
+        load(path, encoder="target", device="cpu")
 
 
 # ---------------------------------------------------------------- inputs, shapes, pooling
@@ -310,7 +375,8 @@ def test_cli_folder_with_corrupt_file(exported, model, tmp_path):
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     out = tmp_path / "emb.npz"
     rc = embed_cli([str(folder), str(tmp_path / "missing.wav"), "--model", str(exported), "--out", str(out),
-                    "--frames", "--device", "cpu", "--batch-size", "2", "--no-progress"])
+                    "--frames", "--device", "cpu", "--batch-size", "2", "--no-progress", "--pooling", "mean",
+                    "--average-layers", "1"])
     assert rc == 0
     with np.load(out, allow_pickle=False) as npz:
         assert npz["embeddings"].shape == (2, model.embed_dim)
@@ -414,7 +480,8 @@ def test_average_layers_embeds_the_mean_of_the_last_blocks(ckpt, model, exported
                                   load(exported, device="cpu", average_layers=depth + 1).embed(wav, SR))
     assert not np.allclose(every.embed(wav, SR), load(exported, device="cpu", average_layers=depth).embed(wav, SR),
                            atol=1e-3)
-    np.testing.assert_array_equal(load(exported, device="cpu", average_layers=1).embed(wav, SR), model.embed(wav, SR))
+    np.testing.assert_array_equal(load(exported, device="cpu", average_layers=1).embed(wav, SR, pooling="mean"),
+                                  model.embed(wav, SR))
     rnd = Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, device="cpu", average_layers="all")
     assert rnd.average_layers == depth + 1 and "average_layers" not in rnd.export_config()
     for bad in (0, depth + 2, True, "last", 2.0):
