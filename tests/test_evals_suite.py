@@ -189,3 +189,31 @@ def test_mae_checkpoint_falls_back_to_its_context_encoder(tmp_path: Path) -> Non
     _, rnd = resolve_model(f"random:{path}:0")
     assert rnd.embedder.clip_seconds == 1.0 and rnd.embedder.frontend_config.norm_mean == -5.0
     assert ":fe" in rnd.key  # another front end, another cache identity
+
+
+def test_leave_one_corpus_out_members_resolve_per_task_and_report_exposure(tmp_path: Path) -> None:
+    """``{holdout}`` picks each task's own checkpoint; the report says its corpus was held out of pretraining."""
+    from ajepa.checkpoint import save_checkpoint
+    from evals import suite
+
+    data = _data(tmp_path)
+    loaded = []
+    for holdout, excluded in (("esc", ["esc10"]), ("fsdd", ["fsdd"])):
+        save_checkpoint(tmp_path / f"loco_{holdout}.pt",
+                        {"config": {"data": {"source": "folder", "root": str(data), "exclude": excluded}}})
+
+    def resolve(spec, **kw):
+        loaded.append(Path(spec).name)
+        return f"fake:{Path(spec).name}", FakeEmbedder(f"fake:{Path(spec).name}", bins=20)
+
+    argv = _argv(tmp_path, f"jepa={tmp_path / 'loco_{holdout}.pt'}", tasks="esc10,fsdd", probe="knn")
+    assert suite.main(argv, resolve=resolve) == 0
+    assert loaded == ["loco_esc.pt", "loco_fsdd.pt"]  # one checkpoint per task
+    payload = json.loads((tmp_path / "out" / "results.json").read_text())
+    for task, holdout in (("esc10", "esc"), ("fsdd", "fsdd")):
+        (member,) = payload["results"][task]["jepa"]["members"]
+        assert member["resolved"].endswith(f"loco_{holdout}.pt") and member["pretraining"] == "held out"
+    assert "(held out)" in (tmp_path / "out" / "results.md").read_text()
+    # a typo in the template is caught before any work, naming the member it produced
+    bad = _argv(tmp_path, f"jepa={tmp_path / 'loco_{holdout}_typo.pt'}", tasks="esc10", probe="knn")
+    assert suite.main(bad, resolve=resolve) == 2
