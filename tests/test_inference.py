@@ -499,3 +499,25 @@ def test_average_layers_embeds_the_mean_of_the_last_blocks(ckpt, model, exported
     assert embed_cli([*argv, "--average-layers", str(depth + 2)]) == 1
     with pytest.raises(SystemExit):
         embed_cli([*argv, "--average-layers", "0"])
+
+
+def test_export_without_a_recorded_readout_keeps_mean_pooling_and_says_so(exported, model, tmp_path, caplog):
+    """Exports written before read-outs were recorded load as before: mean pooling of the final block."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes((exported / "model.safetensors").read_bytes())
+    cfg = json.loads((exported / "config.json").read_text())
+    del cfg["readout"]
+    (old / "config.json").write_text(json.dumps(cfg))
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="ajepa.inference"):
+        legacy = load(old, device="cpu")
+    assert legacy.pooling == "mean" and legacy.average_layers == 1
+    assert "records no read-out" in caplog.text
+    wav = _tone(0.9)
+    np.testing.assert_array_equal(legacy.embed(wav, SR), model.embed(wav, SR))
+    cfg["readout"] = {"pooling": "median", "average_layers": 1}
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="readout"):
+        load(old, device="cpu")

@@ -321,6 +321,18 @@ def test_cpu15_experiment_preset_composes(tmp_path):
     assert cfg.optim.final_weight_decay == cfg.optim.weight_decay == 0.04
     assert cfg.model.encoder.embed_dim == 192 and cfg.model.encoder.depth == 4
     assert cfg.trainer.max_steps == 1600 and cfg.objective.name == "mae" and cfg.objective.ignore_padding
+    assert cfg.model.name == "cpu15-w192" and cfg.data.exclude == ()
+
+
+def test_holdout_group_sets_the_excluded_corpora(tmp_path):
+    from ajepa.config import ConfigError
+    from ajepa.train import compose_config
+
+    cfg = compose_config(["experiment=cpu15", "holdout=esc", f"data.root={tmp_path}"])
+    assert cfg.data.exclude == ("esc10", "esc50_dev") and cfg.model.encoder.embed_dim == 192
+    assert compose_config(["holdout=fsdd", f"data.root={tmp_path}"]).data.exclude == ("fsdd",)
+    with pytest.raises(ConfigError, match="folder source"):
+        compose_config(["holdout=fsdd"])  # the synthetic corpus has no folders to leave out
 
 
 def test_deterministic_scope_restores_the_callers_setting():

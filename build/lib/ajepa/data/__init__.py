@@ -1,0 +1,22 @@
+"""Training data: the embedded synthetic corpus, audio-file clip datasets and the resumable batch sampler."""
+
+from ajepa.data.dataset import AudioClipDataset, BatchIndexSampler, collate_clips, make_loader
+from ajepa.data.synthetic import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    SyntheticAudioDataset,
+    synthesize_clip,
+    write_synthetic_corpus,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "NUM_CLASSES",
+    "AudioClipDataset",
+    "BatchIndexSampler",
+    "SyntheticAudioDataset",
+    "collate_clips",
+    "make_loader",
+    "synthesize_clip",
+    "write_synthetic_corpus",
+]

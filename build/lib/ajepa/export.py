@@ -1,0 +1,254 @@
+"""Export one encoder of a training checkpoint as pickle-free safetensors + JSON, and read both formats back.
+
+Command line::
+
+    python -m ajepa.export outputs/<run>/checkpoints/last.pt --out my_model/ [--encoder target|context]
+
+writes ``my_model/model.safetensors`` (the encoder's state_dict, keys as in ``ViTEncoder``) and
+``my_model/config.json`` (format, version, front-end settings with normalisation statistics, encoder config,
+sample rate, clip seconds, which encoder). ``--out name.safetensors`` writes ``name.safetensors`` + ``name.json``.
+Load the result with ``ajepa.load("my_model/")``. The target (EMA) encoder is the default: it is the smoother,
+better-evaluating representation of I-JEPA-style training (a checkpoint with one encoder, such as an MAE run's,
+exports that one).
+
+The config also records the model's recommended **read-out** (``"readout": {"pooling", "average_layers"}``),
+which ``ajepa.load`` / ``ajepa.embed`` / the CLI / HEAR use unless told otherwise. The default is
+:data:`RECOMMENDED_READOUT` (``freqcat+std`` of the mean of every layer), the read-out that probed best for every
+encoder trained here (docs/RESULTS.md); ``--pooling`` / ``--average-layers`` record another. ``--fp16`` stores
+the weights as float16 (half the size; they are computed in float32 after loading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ajepa.checkpoint import load_checkpoint
+from ajepa.io import atomic_write
+from ajepa.errors import CheckpointError, ConfigError
+from ajepa.features.logmel import FrontendConfig
+from ajepa.models.sizes import EncoderConfig
+
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "RECOMMENDED_READOUT", "LEGACY_READOUT", "export_checkpoint",
+           "read_export", "read_training_checkpoint", "write_export", "main"]
+
+EXPORT_FORMAT = "ajepa-encoder"
+EXPORT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+# Each time column's frequency tokens concatenated, mean and std over time, of the mean of every hidden state:
+# 5 to 24 probe points above mean pooling of the last block for every encoder trained here (docs/RESULTS.md).
+RECOMMENDED_READOUT: dict[str, Any] = {"pooling": "freqcat+std", "average_layers": "all"}
+# What a model file without a recorded read-out (exports before it was recorded, training checkpoints) gets.
+LEGACY_READOUT: dict[str, Any] = {"pooling": "mean", "average_layers": 1}
+
+
+def export_paths(out: str | os.PathLike) -> tuple[Path, Path]:
+    """``(weights, config)`` paths for an export target: a folder, or ``<name>.safetensors`` / ``<name>.json``."""
+    out = Path(out).expanduser()
+    if out.suffix.lower() in (".safetensors", ".json"):
+        return out.with_suffix(".safetensors"), out.with_suffix(".json")
+    return out / WEIGHTS_NAME, out / CONFIG_NAME
+
+
+def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os.PathLike, *,
+                 dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``state`` as safetensors (in ``dtype``: float32 or float16) and ``config`` as JSON (each atomically);
+    return the weights path."""
+    from safetensors.torch import save_file
+
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"exported weights are float32 or float16, not {dtype}")
+    weights, cfg_path = export_paths(out)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses views that share storage; owned contiguous CPU copies are always accepted.
+    tensors = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in state.items()}
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT}))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return weights
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, encoder: str | None = None,
+                      pooling: str = RECOMMENDED_READOUT["pooling"],
+                      average_layers: int | str = RECOMMENDED_READOUT["average_layers"], fp16: bool = False) -> Path:
+    """Export one encoder of a training checkpoint to ``out`` with its recommended read-out; return the weights path.
+
+    ``encoder``: ``"target"`` / ``"context"``; ``None`` takes the target encoder, or the only one the checkpoint
+    holds. ``pooling`` / ``average_layers`` are recorded as the model's read-out. The weights go through the same
+    validation as :func:`ajepa.load`, so a bad checkpoint fails here, not later.
+    """
+    from ajepa.inference import load
+
+    return load(checkpoint, encoder=encoder, device="cpu", pooling=pooling, average_layers=average_layers).save(
+        out, fp16=fp16)
+
+
+def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read an exported model: a folder, a ``.safetensors`` (JSON beside it) or the ``.json`` itself.
+
+    Returns:
+        ``(state_dict, config)`` where config has ``frontend`` (FrontendConfig), ``encoder`` (EncoderConfig),
+        ``clip_seconds`` (float) and ``source_encoder`` (str).
+
+    Raises:
+        CheckpointError: a missing file, unreadable or truncated safetensors, malformed JSON, wrong format/version.
+    """
+    path = Path(path).expanduser()
+    weights, cfg_path = export_paths(path)
+    # model.safetensors or config.json named directly inside an export folder
+    if path.is_file() and path.name == WEIGHTS_NAME and not cfg_path.exists():
+        cfg_path = path.parent / CONFIG_NAME
+    if path.is_file() and path.name == CONFIG_NAME and not weights.exists():
+        weights = path.parent / WEIGHTS_NAME
+    for p in (weights, cfg_path):
+        if not p.is_file():
+            raise CheckpointError(f"{path}: exported model incomplete, {p} is missing")
+    try:
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: not a readable JSON config ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{cfg_path}: not an ajepa exported model config (missing format={EXPORT_FORMAT!r})")
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= EXPORT_VERSION:
+        raise CheckpointError(f"{cfg_path}: export version {version!r} is not supported (this ajepa reads "
+                              f"{EXPORT_VERSION})")
+    source = raw.get("source_encoder", "target")
+    if source not in ("target", "context", "random"):
+        raise CheckpointError(f"{cfg_path}: source_encoder must be 'target', 'context' or 'random', got {source!r}")
+    cfg = _parse_config(raw, cfg_path, source)
+    cfg["readout"] = _parse_readout(raw.get("readout"), cfg_path)
+    if raw.get("sample_rate") is not None and raw["sample_rate"] != cfg["frontend"].sample_rate:
+        raise CheckpointError(f"{cfg_path}: sample_rate {raw['sample_rate']} disagrees with frontend.sample_rate "
+                              f"{cfg['frontend'].sample_rate}")
+    return _read_safetensors(weights), cfg
+
+
+def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
+                             ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The ``encoder`` ("target"/"context") state_dict and parsed config of a training checkpoint.
+
+    ``encoder=None`` takes the target encoder, or the only encoder the checkpoint holds (an MAE run trains a
+    context encoder alone). Training checkpoints record no read-out: ``config["readout"]`` is ``None``.
+
+    Raises:
+        CheckpointError: anything but a valid ajepa training checkpoint (pickled objects are refused unread), or
+            a named encoder that the checkpoint does not hold.
+    """
+    path = Path(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # torch.load can fail in more ways than checkpoint.py lists; never leak a stack
+        raise CheckpointError(f"{path}: not a readable ajepa checkpoint ({type(exc).__name__}: {exc})") from None
+    model = ckpt.get("model")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{path}: checkpoint has no 'model' state_dict")
+    present = [e for e in ("target", "context")
+               if any(isinstance(k, str) and k.startswith(f"{e}_encoder.") for k in model)]
+    if encoder is None:
+        if not present:
+            raise CheckpointError(f"{path}: checkpoint has no target_encoder.* or context_encoder.* weights")
+        encoder = present[0]
+    elif encoder not in present:
+        held = f"it holds only the {present[0]} encoder" if len(present) == 1 else "it holds no encoder weights"
+        raise CheckpointError(f"{path}: checkpoint has no {encoder}_encoder.* weights ({held})")
+    prefix = f"{encoder}_encoder."
+    state = {k[len(prefix):]: v for k, v in model.items() if isinstance(k, str) and k.startswith(prefix)}
+    cfg = _parse_config(ckpt, path, encoder)
+    cfg["readout"] = None
+    return state, cfg
+
+
+def _parse_readout(raw: Any, where: Path) -> dict[str, Any] | None:
+    """The recorded read-out ``{"pooling", "average_layers"}``, or ``None`` for an export that records none."""
+    if raw is None:
+        return None
+    from ajepa.inference import AVERAGE_ALL, CLIP_POOLINGS
+
+    if not isinstance(raw, dict) or set(raw) != {"pooling", "average_layers"}:
+        raise CheckpointError(f"{where}: 'readout' must be a mapping with pooling and average_layers, got {raw!r}")
+    layers = raw["average_layers"]
+    if raw["pooling"] not in CLIP_POOLINGS or not (
+            layers == AVERAGE_ALL or (isinstance(layers, int) and not isinstance(layers, bool) and layers >= 1)):
+        raise CheckpointError(f"{where}: invalid readout {raw!r} (pooling one of {CLIP_POOLINGS}, average_layers a "
+                              f"positive int or {AVERAGE_ALL!r})")
+    return dict(raw)
+
+
+def _parse_config(raw: dict[str, Any], where: Path, source: str) -> dict[str, Any]:
+    frontend = _dataclass_from(FrontendConfig, raw.get("frontend"), "frontend", where,
+                               required=("sample_rate", "n_mels", "norm_mean", "norm_std"))
+    encoder = _dataclass_from(EncoderConfig, raw.get("encoder"), "encoder", where,
+                              required=("embed_dim", "depth", "num_heads", "patch"))
+    clip_seconds = raw.get("clip_seconds")
+    if (not isinstance(clip_seconds, (int, float)) or isinstance(clip_seconds, bool)
+            or not math.isfinite(clip_seconds) or clip_seconds <= 0):
+        raise CheckpointError(f"{where}: clip_seconds must be a positive number, got {clip_seconds!r}")
+    return {"frontend": frontend, "encoder": encoder, "clip_seconds": float(clip_seconds), "source_encoder": source}
+
+
+def _dataclass_from(cls: type, values: Any, name: str, where: Path, required: tuple[str, ...]) -> Any:
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{where}: '{name}' config missing or not a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    missing = [k for k in required if k not in values]
+    if unknown or missing:
+        problems = ([f"unknown fields {unknown}"] if unknown else []) + ([f"missing {missing}"] if missing else [])
+        raise CheckpointError(f"{where}: '{name}' config has {' and '.join(problems)}")
+    try:
+        return cls(**values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: invalid '{name}' config ({exc})") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # SafetensorError, OSError, header parse errors: all mean "not valid weights"
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ajepa.export CHECKPOINT --out DIR [--encoder target|context]``."""
+    parser = argparse.ArgumentParser(prog="python -m ajepa.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="training checkpoint (.pt) written by python -m ajepa.train")
+    parser.add_argument("--out", required=True, help="output folder, or NAME.safetensors (+ NAME.json)")
+    parser.add_argument("--encoder", choices=("target", "context"), default=None,
+                        help="which encoder to export (default: the EMA target encoder, or the only one there is)")
+    from ajepa.inference import CLIP_POOLINGS, average_layers_arg
+
+    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default=RECOMMENDED_READOUT["pooling"],
+                        help=f"clip pooling recorded as the model's read-out (default {RECOMMENDED_READOUT['pooling']})")
+    parser.add_argument("--average-layers", type=average_layers_arg, default=RECOMMENDED_READOUT["average_layers"],
+                        metavar="K|all", help="hidden states averaged in the recorded read-out "
+                                              f"(default {RECOMMENDED_READOUT['average_layers']})")
+    parser.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
+    args = parser.parse_args(argv)
+    try:
+        weights = export_checkpoint(args.checkpoint, args.out, encoder=args.encoder, pooling=args.pooling,
+                                    average_layers=args.average_layers, fp16=args.fp16)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _, cfg_path = export_paths(args.out)
+    print(f"wrote {weights} and {cfg_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The audio front end: files/arrays -> mono 16 kHz waveforms -> Kaldi log-mel -> patch tokens."""
+
+from ajepa.features.audio import AUDIO_EXTENSIONS, list_audio_files, load_audio, resample
+from ajepa.features.logmel import FrontendConfig, LogMelFrontend
+from ajepa.features.patches import grid_shape, patchify, unpatchify, valid_tokens
+
+_STATS_NAMES = ("LogMelStats", "compute_stats", "logmel_stats")
+
+
+def __getattr__(name: str):
+    # Lazy so that `python -m ajepa.features.stats` does not find the module already imported.
+    if name in _STATS_NAMES:
+        from ajepa.features import stats
+
+        return getattr(stats, name)
+    raise AttributeError(f"module 'ajepa.features' has no attribute {name!r}")
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "FrontendConfig",
+    "LogMelFrontend",
+    "LogMelStats",
+    "compute_stats",
+    "grid_shape",
+    "list_audio_files",
+    "load_audio",
+    "logmel_stats",
+    "patchify",
+    "resample",
+    "unpatchify",
+    "valid_tokens",
+]

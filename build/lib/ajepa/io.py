@@ -1,0 +1,49 @@
+"""Atomic file writes: every file ajepa writes (checkpoints, exports, shards, embeddings, caches) goes through here.
+
+A write lands under a temporary name in the destination folder, is flushed to disk, and is renamed over the
+destination, so a reader (or a resumed run) sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` to fill a temporary file beside ``dest``, fsync it and rename it to ``dest``.
+
+    The parent folder is created when missing. On any exception the temporary file is removed, ``dest`` is left
+    as it was, and the exception propagates. Returns ``dest`` as a :class:`~pathlib.Path`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest.parent)
+    return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is flushed; not every platform can open a folder.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
