@@ -37,20 +37,24 @@ class HearModel(nn.Module):
 
     Attributes:
         sample_rate: the rate audio must be given at (16000).
-        scene_embedding_size: ``D``.
+        scene_embedding_size: the width of the embedder's read-out (``Embedder.pooled_dim(Embedder.pooling)``).
         timestamp_embedding_size: ``D``.
         batch_size: windows per encoder forward pass.
+        timestamp_hop_ms: spacing of the timestamp embeddings (40 ms by default; 160 / k for k dividing 16).
     """
 
     def __init__(self, embedder: Embedder, batch_size: int = 32, timestamp_hop_ms: float = 40.0) -> None:
         super().__init__()
-        column_ms = embedder.patch[1] * embedder.frontend_config.hop_ms
-        shifts = column_ms / timestamp_hop_ms
-        if timestamp_hop_ms <= 0 or abs(shifts - round(shifts)) > 1e-9 or round(shifts) < 1:
-            raise ValueError(f"timestamp_hop_ms must divide the {column_ms:g} ms patch column, got {timestamp_hop_ms}")
+        # The stamps are evenly spaced only if each shift is a whole number of front-end hops: the hop must be a
+        # patch column (16 hops) divided by a divisor of 16.
+        hops_per_column = embedder.patch[1]
+        column_ms = hops_per_column * embedder.frontend_config.hop_ms
+        shifts = column_ms / timestamp_hop_ms if timestamp_hop_ms > 0 else 0.0
+        if abs(shifts - round(shifts)) > 1e-9 or round(shifts) < 1 or hops_per_column % round(shifts):
+            raise ValueError(f"timestamp_hop_ms must divide the {column_ms:g} ms patch column into whole front-end "
+                             f"hops of {embedder.frontend_config.hop_ms:g} ms, got {timestamp_hop_ms}")
         self.timestamp_hop_ms = float(timestamp_hop_ms)
         self.n_shifts = int(round(shifts))
-        # The shift in samples: a whole number of front-end hops, so shifted runs frame the audio identically.
         self.shift_samples = int(round(embedder.sample_rate * timestamp_hop_ms / 1000.0))
         self.embedder = embedder
         # Registered as submodules so that nn.Module.to / .cuda / .eval reach the weights.

@@ -50,8 +50,10 @@ def test_load_model_default_env_and_path(model_path, monkeypatch):
     assert from_env.embedder.embed_dim == ENCODER_SIZES["mini"].embed_dim
     with pytest.raises(CheckpointError):
         hear.load_model(str(model_path) + "_missing")
-    with pytest.raises(ValueError, match="divide"):
-        hear.load_model(str(model_path), timestamp_hop_ms=50)
+    for bad in (50, 0, -40, 160 / 3):  # not a whole number of 10 ms hops per shift, or not positive
+        with pytest.raises(ValueError, match="divide"):
+            hear.load_model(str(model_path), timestamp_hop_ms=bad)
+    assert hear.load_model(str(model_path), timestamp_hop_ms=80).n_shifts == 2
 
 
 def test_model_attributes(model):

@@ -37,7 +37,7 @@ class ObjectiveConfig:
     ``ignore_padding``: targets in zero-padded time columns of short clips are left out of the loss, and so are
     padded context tokens from the VICReg terms (the trainer passes the valid tokens).
     ``sigreg_weight``: LeJEPA's SIGReg (:func:`sigreg`) on the same context tokens, ``sigreg_slices`` random
-    directions per step; 0 = off. A study option (docs/RESULTS.md, "Transfer").
+    directions per step; 0 = off. A study option (docs/RESULTS.md, "Leave-one-corpus-out").
     """
 
     name: str = "jepa"
