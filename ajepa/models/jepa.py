@@ -36,8 +36,6 @@ class ObjectiveConfig:
     0 with VICReg terms on is the ablation that trains the encoder by the regulariser alone.
     ``ignore_padding``: targets in zero-padded time columns of short clips are left out of the loss, and so are
     padded context tokens from the VICReg terms (the trainer passes the valid tokens).
-    ``sigreg_weight``: LeJEPA's SIGReg (:func:`sigreg`) on the same context tokens, ``sigreg_slices`` random
-    directions per step; 0 = off. A study option (docs/RESULTS.md, "Leave-one-corpus-out").
     """
 
     name: str = "jepa"
@@ -50,8 +48,6 @@ class ObjectiveConfig:
     covariance_weight: float = 0.0
     prediction_weight: float = 1.0
     ignore_padding: bool = True
-    sigreg_weight: float = 0.0
-    sigreg_slices: int = 256
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
@@ -60,10 +56,8 @@ class ObjectiveConfig:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
         if self.target_input not in TARGET_INPUTS:
             raise ConfigError(f"unknown target_input {self.target_input!r}; choose one of {TARGET_INPUTS}")
-        if min(self.variance_weight, self.covariance_weight, self.prediction_weight, self.sigreg_weight) < 0:
-            raise ConfigError("variance_weight, covariance_weight, prediction_weight and sigreg_weight must be >= 0")
-        if self.sigreg_slices < 1:
-            raise ConfigError(f"sigreg_slices must be >= 1, got {self.sigreg_slices}")
+        if min(self.variance_weight, self.covariance_weight, self.prediction_weight) < 0:
+            raise ConfigError("variance_weight, covariance_weight and prediction_weight must be >= 0")
         if self.prediction_weight == 0 and self.variance_weight == 0 and self.covariance_weight == 0:
             raise ConfigError("every loss term has weight 0: nothing would be trained")
         if self.target_layers < 1:
@@ -128,25 +122,6 @@ def variance_covariance(z: Tensor, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
     return variance, off_diagonal / d
 
 
-def sigreg(z: Tensor, directions: Tensor, knots: int = 17, t_max: float = 5.0) -> Tensor:
-    """LeJEPA's sketched isotropic Gaussian regulariser over feature vectors ``z (M, D)``, in fp32.
-
-    Each column of ``directions (D, S)`` (normalised here) projects the set to one dimension; the Epps-Pulley
-    statistic compares the empirical characteristic function of each projection with the standard normal's,
-    ``M * integral over t in [-t_max, t_max] of |ecf(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt`` (trapezoid rule on
-    ``knots`` points), and the mean over directions is returned. It is zero only when every projection is N(0, 1),
-    so it pushes the features towards an isotropic Gaussian: spread (against collapse) and decorrelated at once.
-    """
-    z = z.float()
-    a = directions.float()
-    a = a / a.norm(dim=0, keepdim=True).clamp(min=1e-12)
-    t = torch.linspace(-t_max, t_max, knots, device=z.device)
-    gauss = torch.exp(-0.5 * t * t)
-    proj = (z @ a)[..., None] * t  # (M, S, T)
-    err = (proj.cos().mean(0) - gauss).square() + proj.sin().mean(0).square()  # (S, T)
-    return torch.trapezoid(err * gauss, t, dim=-1).mean() * z.shape[0]
-
-
 class AudioJEPA(nn.Module):
     """The pre-training model.
 
@@ -202,19 +177,12 @@ class AudioJEPA(nn.Module):
         prediction = regression_loss(pred, targets, loss_kind, weight)
         loss = obj.prediction_weight * prediction
         terms = {"prediction": prediction.detach()}
-        if obj.variance_weight > 0 or obj.covariance_weight > 0 or obj.sigreg_weight > 0:
+        if obj.variance_weight > 0 or obj.covariance_weight > 0:
             features = z.reshape(-1, z.shape[-1])
             if token_valid is not None:
                 # Padding tokens all encode the same silence; counting them would spend the regulariser on
                 # spreading a constant input instead of the audio (FSDD clips are ~60% padding at 1 s crops).
                 features = features[token_valid.gather(1, context_idx).reshape(-1)]
-        if obj.sigreg_weight > 0:
-            # Fresh directions each step from the torch RNG, whose state checkpoints save, so resuming is exact.
-            directions = torch.randn(features.shape[-1], obj.sigreg_slices, device=features.device)
-            sig = sigreg(features, directions) if features.shape[0] >= 2 else torch.zeros((), device=z.device)
-            loss = loss + obj.sigreg_weight * sig
-            terms["sigreg"] = sig.detach()
-        if obj.variance_weight > 0 or obj.covariance_weight > 0:
             if features.shape[0] >= 2:
                 var_term, cov_term = variance_covariance(features)
                 loss = loss + obj.variance_weight * var_term + obj.covariance_weight * cov_term
