@@ -10,7 +10,7 @@ split leaks into the classifier.
 - :class:`MLPProbe` is the HEAR-style variant: one hidden layer (1024 units) with dropout, same training.
 - :class:`KNNProbe`: cosine k-nearest-neighbours with majority vote (ties go to the class with the larger
   summed similarity).
-- :class:`LogRegProbe`: scikit-learn multinomial logistic regression at a fixed ``C``, for comparisons with
+- :class:`LogRegProbe` (in :mod:`evals.logistic`, re-exported here): scikit-learn multinomial logistic regression at a fixed ``C``, for comparisons with
   classical log-mel-statistics numbers.
 - :class:`LogRegCVProbe` (``logreg-cv``), the *strong* probe: the same logistic regression with ``C`` chosen by
   cross-validation inside the training part, folds grouped like the outer ones (speaker, source clip). It fits
@@ -22,12 +22,15 @@ All randomness comes from an explicit ``seed`` (``torch.Generator`` / ``numpy.ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from evals.logistic import LogRegCVProbe, LogRegProbe
+from evals.probe_base import Probe, ProbeResult, Standardizer, check_features
 
 __all__ = [
     "ProbeResult",
@@ -45,74 +48,6 @@ __all__ = [
     "cross_validate",
     "make_probe",
 ]
-
-
-@dataclass
-class ProbeResult:
-    """Outcome of one probe on one train/test split."""
-
-    accuracy: float
-    predictions: np.ndarray  # (N_test,) int64
-    info: dict = field(default_factory=dict)  # e.g. best epoch, validation accuracy
-
-
-class Probe(Protocol):
-    """A classifier fitted on training embeddings and evaluated on test embeddings."""
-
-    name: str
-
-    def fit_predict(
-        self,
-        x_train: np.ndarray,
-        y_train: np.ndarray,
-        x_test: np.ndarray,
-        y_test: np.ndarray,
-        *,
-        seed: int,
-        val: tuple[np.ndarray, np.ndarray] | None = None,
-        groups: np.ndarray | None = None,
-    ) -> ProbeResult:
-        """Train on ``(x_train, y_train)`` and return accuracy and predictions on ``x_test``.
-
-        ``val`` is an explicit validation set (e.g. an official validation list); without it, probes
-        that need one carve it from the training data. ``groups`` (N_train,) are the training clips'
-        groups (speakers, source recordings), for probes that cross-validate inside the training part.
-        """
-        ...
-
-
-def _check_xy(x: np.ndarray, y: np.ndarray | None = None, what: str = "features") -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{what} must be (N, D) pooled embeddings, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{what} contain NaN or inf values")
-    if y is not None and len(y) != len(x):
-        raise ValueError(f"{what}: {len(x)} rows but {len(y)} labels")
-    return x.astype(np.float32, copy=False)
-
-
-class Standardizer:
-    """Per-dimension z-scoring with statistics of the data it was fitted on (the training split)."""
-
-    def __init__(self, eps: float = 1e-8) -> None:
-        self.eps = eps
-        self.mean: np.ndarray | None = None
-        self.std: np.ndarray | None = None
-
-    def fit(self, x: np.ndarray) -> "Standardizer":
-        """Compute mean and std of ``x`` (N, D); constant dimensions get std 1 so they stay finite."""
-        x = np.asarray(x, dtype=np.float64)
-        self.mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        self.std = np.where(std < self.eps, 1.0, std)
-        return self
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Apply the fitted statistics to ``x`` (N, D)."""
-        if self.mean is None or self.std is None:
-            raise RuntimeError("Standardizer.transform called before fit")
-        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,8 +145,8 @@ class _TorchProbe:
             torch.set_num_threads(before)
 
     def _fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int, val) -> ProbeResult:
-        x_train = _check_xy(x_train, y_train, "training features")
-        x_test = _check_xy(x_test, y_test, "test features")
+        x_train = check_features(x_train, y_train, "training features")
+        x_test = check_features(x_test, y_test, "test features")
         y_train = np.asarray(y_train, dtype=np.int64)
         y_test = np.asarray(y_test, dtype=np.int64)
         if val is None:
@@ -219,7 +154,7 @@ class _TorchProbe:
             x_val, y_val = x_train[va], y_train[va]
             x_fit, y_fit = x_train[tr], y_train[tr]
         else:
-            x_val = _check_xy(val[0], val[1], "validation features")
+            x_val = check_features(val[0], val[1], "validation features")
             y_val = np.asarray(val[1], dtype=np.int64)
             x_fit, y_fit = x_train, y_train
         # Statistics from the data the weights are fitted on only; val and test are transformed with them.
@@ -328,8 +263,8 @@ class KNNProbe:
 
     def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None, groups=None) -> ProbeResult:
         """See :class:`Probe`; ``seed``, ``val`` and ``groups`` are unused (kNN has no training randomness)."""
-        x_train = _check_xy(x_train, y_train, "training features")
-        x_test = _check_xy(x_test, y_test, "test features")
+        x_train = check_features(x_train, y_train, "training features")
+        x_test = check_features(x_test, y_test, "test features")
         y_train = np.asarray(y_train, dtype=np.int64)
         if self.standardize:
             scaler = Standardizer().fit(x_train)
@@ -356,126 +291,6 @@ class KNNProbe:
         pred = np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
         y_test = np.asarray(y_test)
         return ProbeResult(float((pred == y_test).mean()) if len(y_test) else float("nan"), pred, {"k": k})
-
-
-class LogRegProbe:
-    """Multinomial logistic regression (scikit-learn, L-BFGS) on train-standardised features, fixed ``C``."""
-
-    name = "logreg"
-
-    def __init__(self, C: float = 1.0, max_iter: int = 2000) -> None:
-        self.C = C
-        self.max_iter = max_iter
-
-    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None, groups=None) -> ProbeResult:
-        """See :class:`Probe`; ``val`` and ``groups`` are unused (regularisation strength is fixed by ``C``)."""
-        x_train = _check_xy(x_train, y_train, "training features")
-        x_test = _check_xy(x_test, y_test, "test features")
-        scaler = Standardizer().fit(x_train)
-        clf = _logreg(self.C, self.max_iter, seed).fit(scaler.transform(x_train), np.asarray(y_train))
-        pred = clf.predict(scaler.transform(x_test)).astype(np.int64)
-        return ProbeResult(_accuracy(pred, y_test), pred, {"C": self.C})
-
-
-def _logreg(C: float, max_iter: int, seed: int, warm_start: bool = False, tol: float = 1e-4):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed, warm_start=warm_start, tol=tol)
-
-
-def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
-    y = np.asarray(y)
-    return float((pred == y).mean()) if len(y) else float("nan")
-
-
-class LogRegCVProbe:
-    """The strong linear probe: standardised logistic regression with ``C`` picked inside the training part.
-
-    For each training split, ``inner_folds`` stratified folds *grouped by* ``groups`` (the training clips'
-    speakers or source recordings, as the outer folds are) score every ``C`` of ``Cs``; the ``C`` with the best
-    mean inner accuracy (the smaller ``C`` on a tie) is refitted on the whole training part and tested. With an
-    explicit ``val`` set (an official validation list) ``C`` is picked on it instead. Standardisation statistics
-    always come from the data the weights are fitted on. Inner fits walk ``Cs`` from strong to weak
-    regularisation with warm starts. ``tol`` is L-BFGS's stopping tolerance: 1e-3 rather than scikit-learn's
-    1e-4 takes a quarter of the iterations on 3,072-dimensional read-outs at the same accuracy (ESC-50 fold 1 of
-    the default model: 61.8% against 61.3%, docs/RESULTS.md), which is what makes the grid affordable on a CPU.
-    """
-
-    name = "logreg-cv"
-
-    def __init__(self, Cs: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0), inner_folds: int = 3,
-                 max_iter: int = 1000, tol: float = 1e-3) -> None:
-        if not Cs or any(c <= 0 for c in Cs):
-            raise ValueError(f"Cs must be positive regularisation strengths, got {Cs!r}")
-        if inner_folds < 2:
-            raise ValueError(f"inner_folds must be >= 2, got {inner_folds}")
-        self.Cs = tuple(sorted(float(c) for c in Cs))
-        self.inner_folds = inner_folds
-        self.max_iter = max_iter
-        self.tol = tol
-
-    def _inner_splits(self, y: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-        k = self.inner_folds
-        if groups is not None and len(np.unique(groups)) >= k:
-            cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            return list(cv.split(np.zeros(len(y)), y, groups))
-        counts = np.bincount(y)
-        min_class = int(counts[counts > 0].min())
-        if min_class < 2:
-            raise ValueError("logreg-cv needs at least 2 training clips of every class to pick C")
-        k = min(k, min_class)
-        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
-
-    def _path_scores(self, x_fit, y_fit, x_val, y_val, seed: int) -> np.ndarray:
-        """Validation accuracy of every ``C`` (ascending), fitted with warm starts along the path."""
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
-        scaler = Standardizer().fit(x_fit)
-        xf, xv = scaler.transform(x_fit), scaler.transform(x_val)
-        clf = _logreg(self.Cs[0], self.max_iter, seed, warm_start=True, tol=self.tol)
-        scores = []
-        with warnings.catch_warnings():
-            # Weakly regularised fits on separable data stop at max_iter; the selection sees their accuracy.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for c in self.Cs:
-                clf.set_params(C=c)
-                clf.fit(xf, y_fit)
-                scores.append(float((clf.predict(xv) == y_val).mean()))
-        return np.array(scores)
-
-    def fit_predict(self, x_train, y_train, x_test, y_test, *, seed: int = 0, val=None, groups=None) -> ProbeResult:
-        """See :class:`Probe`: ``C`` chosen on ``val`` when given, else by grouped inner cross-validation."""
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
-        x_train = _check_xy(x_train, y_train, "training features")
-        x_test = _check_xy(x_test, y_test, "test features")
-        y_train = np.asarray(y_train, dtype=np.int64)
-        if groups is not None and len(groups) != len(y_train):
-            raise ValueError(f"groups: {len(groups)} entries for {len(y_train)} training clips")
-        if val is not None:
-            x_val = _check_xy(val[0], val[1], "validation features")
-            scores = self._path_scores(x_train, y_train, x_val, np.asarray(val[1]), seed)
-            how = "validation set"
-        else:
-            splits = self._inner_splits(y_train, None if groups is None else np.asarray(groups), seed)
-            scores = np.mean([self._path_scores(x_train[a], y_train[a], x_train[b], y_train[b], seed)
-                              for a, b in splits], axis=0)
-            how = f"{len(splits)} inner folds" + (" grouped" if groups is not None else "")
-        best = int(np.flatnonzero(scores == scores.max())[0])  # ascending Cs: the strongest tied regularisation
-        scaler = Standardizer().fit(x_train)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = _logreg(self.Cs[best], self.max_iter, seed, tol=self.tol).fit(scaler.transform(x_train), y_train)
-        pred = clf.predict(scaler.transform(x_test)).astype(np.int64)
-        return ProbeResult(_accuracy(pred, y_test), pred,
-                           {"C": self.Cs[best], "C_selection": how,
-                            "inner_accuracy": {str(c): float(a) for c, a in zip(self.Cs, scores)}})
 
 
 PROBES = ("linear", "knn", "mlp", "logreg", "logreg-cv")
@@ -542,7 +357,7 @@ def cross_validate(
     ``(C, C)`` count matrix (rows true, columns predicted) summed over test parts; ``predictions`` holds
     each clip's test prediction (-1 for clips never tested).
     """
-    x = _check_xy(features, labels)
+    x = check_features(features, labels)
     y = np.asarray(labels, dtype=np.int64)
     if len(y) and y.min() < 0:
         raise ValueError("labels must be integers in 0..C-1")
