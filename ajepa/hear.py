@@ -93,6 +93,7 @@ def load_model(model_file_path: str = "", device: str | torch.device | None = No
 
 def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     """``audio (n_sounds, n_samples)`` at ``model.sample_rate`` -> ``(n_sounds, scene_embedding_size)`` float32."""
+    _check_audio(audio)
     feats = _features(audio, model)
     return torch.stack([f.pooled(model.embedder.pooling) for f in feats]).to(model.device)
 
@@ -137,7 +138,7 @@ def _check_audio(audio: Tensor) -> None:
 
 
 def _features(audio: Tensor, model: HearModel, pooling: str | None = None) -> list[ClipFeatures]:
-    _check_audio(audio)
+    """Features of audio already checked by :func:`_check_audio` (the public functions check once)."""
     audio = audio.detach().to("cpu", torch.float32)
     # Equal-length rows give equal numbers of frames, so the results stack.
     return list(model.embedder.iter_features(iter(audio), batch_size=model.batch_size,

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from evals.logistic import LogRegCVProbe, LogRegProbe
-from evals.probe_base import Probe, ProbeResult, Standardizer, check_features
+from evals.probe_base import Probe, ProbeResult, Standardizer, accuracy, check_features
 
 __all__ = [
     "ProbeResult",
@@ -202,8 +202,8 @@ class _TorchProbe:
         with torch.no_grad():
             xt = torch.from_numpy(scaler.transform(x_test)).to(self.device)
             pred = model(xt).argmax(1).cpu().numpy().astype(np.int64)
-        acc = float((pred == y_test).mean()) if len(y_test) else float("nan")
-        return ProbeResult(acc, pred, {"best_epoch": best_epoch, "val_accuracy": best[0], "val_loss": best[1]})
+        return ProbeResult(accuracy(pred, y_test), pred,
+                           {"best_epoch": best_epoch, "val_accuracy": best[0], "val_loss": best[1]})
 
 
 class LinearProbe(_TorchProbe):
@@ -289,8 +289,7 @@ class KNNProbe:
             score[votes == 0] = -np.inf
             preds.append(score.argmax(1))
         pred = np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
-        y_test = np.asarray(y_test)
-        return ProbeResult(float((pred == y_test).mean()) if len(y_test) else float("nan"), pred, {"k": k})
+        return ProbeResult(accuracy(pred, y_test), pred, {"k": k})
 
 
 PROBES = ("linear", "knn", "mlp", "logreg", "logreg-cv")
