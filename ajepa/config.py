@@ -42,6 +42,7 @@ class DataConfig:
     drop_last: bool = True
     shuffle_buffer: int = 1000
     exclude: tuple[str, ...] = ()
+    cache_mb: float = 0.0
 
     def __post_init__(self) -> None:
         if self.root is not None and self.source == "synthetic":
@@ -62,6 +63,10 @@ class DataConfig:
         if self.gain_db is not None:
             self.gain_db = (float(self.gain_db[0]), float(self.gain_db[1]))
         self.exclude = tuple(str(p) for p in (self.exclude or ()))
+        if self.cache_mb < 0:
+            raise ConfigError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
+        if self.cache_mb and self.source != "folder":
+            raise ConfigError(f"data.cache_mb needs the folder source, not {self.source!r}")
         if self.exclude and self.source != "folder":
             raise ConfigError(f"data.exclude needs the folder source (a folder or manifest), not {self.source!r}")
 

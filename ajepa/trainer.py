@@ -100,7 +100,7 @@ def build_dataset(data: DataConfig, sample_rate: int, seed: int, info: D.DistInf
                                   world_size=info.world_size, gain_db=data.gain_db, random_crop=data.random_crop)
     return AudioClipDataset(data.root, data.clip_seconds, sample_rate=sample_rate, seed=seed,
                             gain_db=data.gain_db, random_crop=data.random_crop, sampling=data.sampling,
-                            exclude=data.exclude)
+                            exclude=data.exclude, cache_mb=data.cache_mb)
 
 
 class ShardedMaskCollate:

@@ -202,6 +202,34 @@ def test_long_files_decode_only_the_crop_and_match_a_full_decode(tmp_path: Path,
         assert length == SR
 
 
+def test_memory_cache_gives_the_same_clips_and_respects_its_budget(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    paths = [_write(tmp_path / "long.wav", rng.uniform(-0.5, 0.5, 4 * SR).astype(np.float32)),
+             _write(tmp_path / "short.wav", rng.uniform(-0.5, 0.5, SR // 2).astype(np.float32)),
+             _write(tmp_path / "8k.wav", rng.uniform(-0.5, 0.5, 24000).astype(np.float32), sr=8000)]
+    plain = AudioClipDataset(paths, clip_seconds=1.0, seed=4)
+    cached = AudioClipDataset(paths, clip_seconds=1.0, seed=4, cache_mb=1)
+    for rounds in range(2):  # the first round fills the cache, the second reads from it
+        for index in range(3):
+            a, b = plain[(index, rounds)], cached[(index, rounds)]
+            torch.testing.assert_close(b["wav"], a["wav"], atol=1e-5, rtol=0)
+            assert a["length"] == b["length"]
+    assert len(cached._cache) == 3 and cached._cached_bytes == 4 * (4 * SR + SR // 2 + 3 * SR)
+    # Clips are copies: the gain of one item never reaches the cached waveform.
+    before = cached._cache[paths[0]].clone()
+    cached[(0, 7)]
+    assert torch.equal(cached._cache[paths[0]], before)
+    # A budget smaller than a file keeps that file out of the cache and still serves it.
+    small = AudioClipDataset(paths, clip_seconds=1.0, seed=4, cache_mb=3 * SR * 4 / 2**20)
+    for index in range(3):
+        torch.testing.assert_close(small[index]["wav"], plain[index]["wav"], atol=1e-5, rtol=0)
+    assert paths[0] not in small._cache and small._cached_bytes <= 3 * SR * 4
+    with pytest.raises(ConfigError, match="cache_mb"):
+        AudioClipDataset(paths, clip_seconds=1.0, cache_mb=-1)
+    with pytest.raises(ConfigError, match="cache_mb"):
+        DataConfig(cache_mb=64)  # the synthetic corpus has no files to cache
+
+
 def test_files_are_resampled_to_the_dataset_rate(tmp_path: Path) -> None:
     path = _write(tmp_path / "8k.wav", _sine(1.0, 0.5, sr=8000), sr=8000)
     item = AudioClipDataset([path], clip_seconds=2.0, gain_db=None)[0]
