@@ -15,7 +15,8 @@ from ajepa.data.dataset import SAMPLINGS
 from ajepa.errors import ConfigError
 from ajepa.features.logmel import FrontendConfig
 from ajepa.masking import MaskingConfig
-from ajepa.models import EncoderConfig, ObjectiveConfig, PredictorConfig
+from ajepa.models import EncoderConfig, PredictorConfig
+from ajepa.objectives import ObjectiveConfig
 from ajepa.schedules import RAMPS
 
 __all__ = [

@@ -32,7 +32,7 @@ How audio becomes embeddings (every rule here is part of the API):
   ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
 - **Layers.** Token embeddings are the encoder's final output by default. ``average_layers=k`` (:func:`load`,
   :class:`Embedder`) makes them the mean of the last ``k`` of the encoder's ``depth + 1`` hidden states (the
-  patch embedding, then each block's output), each layer-normalised (``ViTEncoder.forward(average_last=k)``);
+  patch embedding, then each block's output), each layer-normalised (``ViTEncoder.forward_layers``);
   ``"all"`` averages every one of them, the embedding layer included. Frames and every pooling are built on
   these tokens. Frozen linear probes of trained encoders are clearly better with the average over all layers
   (SUPERB-style layer pooling) than with the final output alone. It is a run-time setting, not part of an
@@ -459,7 +459,7 @@ class Embedder:
         amp = (torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 and device.type in ("cuda", "cpu")
                else contextlib.nullcontext())
         with amp:
-            out = self.encoder(tokens, grid, average_last=self.average_layers)
+            out = self.encoder.forward_layers(tokens, grid, self.average_layers)
         b, (f_p, t_p) = out.shape[0], grid
         # Time-major token order: n = t * F_p + f, so a (T_p, F_p) view groups each time column.
         out = out.float().view(b, t_p, f_p, -1)

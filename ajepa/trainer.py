@@ -288,7 +288,7 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
             with amp:
                 out = state.forward(tokens, grid, batch["context_idx"], batch["target_idx"],
                                     valid_tokens_of(frontend, batch["lengths"], spec.shape[-1], grid, patch)
-                                    if state.model.objective.ignore_padding else None)
+                                    if state.model.objective_cfg.ignore_padding else None)
             (out["loss"] * scale).backward()
         losses.append(out["loss"].detach())
         stds.append(out["target_std"].detach())

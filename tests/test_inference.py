@@ -20,7 +20,8 @@ from ajepa.export import main as export_cli
 from ajepa.features.logmel import FrontendConfig
 from ajepa.features.patches import patchify, valid_tokens
 from ajepa.inference import Embedder, load
-from ajepa.models import ENCODER_SIZES, AudioJEPA, ObjectiveConfig, PredictorConfig
+from ajepa.models import ENCODER_SIZES, AudioJEPA, PredictorConfig
+from ajepa.objectives import ObjectiveConfig
 
 SR = 16000
 CLIP_SECONDS = 1.0  # 98 frames -> 7 patch columns per window
@@ -350,7 +351,7 @@ def _encode_one_window(model: Embedder, wav: np.ndarray,
         spec = model.frontend(padded)
         tokens, grid = patchify(spec, model.patch)
         ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
-        out = model.encoder(tokens, grid, average_last=average_last)[0]
+        out = model.encoder.forward_layers(tokens, grid, average_last)[0]
     return out, ok[0], grid
 
 
@@ -413,7 +414,7 @@ def test_real_ogg_file(model):
 def _column_concatenations(model: Embedder, wav: np.ndarray, average_last: int = 1) -> torch.Tensor:
     """``(columns holding audio, F_p * D)``: the encoder's tokens of a clip no longer than one window, each time
     column's tokens concatenated in frequency order; computed here without the windowing of ``Embedder``, with
-    ``encoder(..., average_last=average_last)`` whatever ``model.average_layers`` is."""
+    ``encoder.forward_layers(..., average_last)`` whatever ``model.average_layers`` is."""
     out, ok, grid = _encode_one_window(model, wav, average_last)
     out = out.view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
     cols = ok.view(grid[1], grid[0]).all(-1)

@@ -13,16 +13,15 @@ from ajepa.models import (
     ENCODER_SIZES,
     AudioJEPA,
     EncoderConfig,
-    ObjectiveConfig,
     Predictor,
     PredictorConfig,
     SinCosPosEmbed2d,
     ViTEncoder,
     apply_masks,
     encoder_config,
-    normalize_patches,
     sincos_pos_embed_2d,
 )
+from ajepa.objectives import ObjectiveConfig, VarianceCovariance, normalize_patches, regression_loss, variance_covariance
 
 GRID = (4, 6)  # (F_p, T_p): non-square on purpose
 N = GRID[0] * GRID[1]
@@ -69,6 +68,16 @@ def test_encoder_config_presets_and_errors() -> None:
         EncoderConfig(embed_dim=130, num_heads=4)
     with pytest.raises(ConfigError):
         ObjectiveConfig(loss="huber")
+
+
+def test_jepa_only_objective_keys_are_refused_for_mae_and_defaulted_for_jepa() -> None:
+    jepa = ObjectiveConfig()
+    assert (jepa.loss, jepa.target_layernorm, jepa.target_layers) == ("smooth_l1", True, 1)
+    assert ObjectiveConfig(name="mae").loss is None
+    with pytest.raises(ConfigError, match="objective.loss applies to jepa only"):
+        ObjectiveConfig(name="mae", loss="l2")
+    with pytest.raises(ConfigError, match="target_layernorm, objective.target_layers apply to jepa only"):
+        ObjectiveConfig(name="mae", target_layernorm=False, target_layers=2)
 
 
 # ---------------------------------------------------------------- position embedding
@@ -269,8 +278,6 @@ def test_loss_falls_on_fixed_batch(objective: str, batch) -> None:
 
 
 def test_padding_targets_do_not_count_in_the_loss():
-    from ajepa.models.jepa import regression_loss
-
     g = torch.Generator().manual_seed(0)
     pred, target = torch.randn(2, 3, 4, 8, generator=g), torch.randn(2, 3, 4, 8, generator=g)
     keep = torch.rand(2, 3, 4, generator=g) > 0.5
@@ -295,49 +302,34 @@ def test_padding_targets_do_not_count_in_the_loss():
 # ---------------------------------------------------------------- target variants and anti-collapse terms
 
 
-def test_average_last_layers_matches_hand_computed_mean() -> None:
+def test_forward_layers_matches_hand_computed_mean() -> None:
     torch.manual_seed(0)
     enc = ViTEncoder(replace(MINI, depth=3)).eval()
     tokens = torch.randn(2, N, MINI.patch_dim)
-    assert torch.equal(enc(tokens, GRID, average_last=1), enc(tokens, GRID))
+    assert torch.equal(enc.forward_layers(tokens, GRID, 1), enc(tokens, GRID))
     x = x0 = enc.patch_embed(tokens) + enc.pos_embed(GRID, tokens.device, tokens.dtype)
     outs = []
     for block in enc.blocks:
         x = block(x)
         outs.append(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-6))
     outs[-1] = enc.norm(x)
-    torch.testing.assert_close(enc(tokens, GRID, average_last=2), (outs[1] + outs[2]) / 2)
+    torch.testing.assert_close(enc.forward_layers(tokens, GRID, 2), (outs[1] + outs[2]) / 2)
     # depth + 1 adds hidden state 0, the patch embedding (with positions).
     embedded = torch.nn.functional.layer_norm(x0, x0.shape[-1:], eps=1e-6)
-    torch.testing.assert_close(enc(tokens, GRID, average_last=4), (embedded + outs[0] + outs[1] + outs[2]) / 4)
-    with pytest.raises(ConfigError, match="average_last"):
-        enc(tokens, GRID, average_last=5)
+    torch.testing.assert_close(enc.forward_layers(tokens, GRID, 4), (embedded + outs[0] + outs[1] + outs[2]) / 4)
+    with pytest.raises(ConfigError, match="layers must be in 1..4"):
+        enc.forward_layers(tokens, GRID, 5)
     with pytest.raises(ConfigError, match="target_layers"):
-        AudioJEPA(replace(MINI, depth=2), SMALL_PRED, ObjectiveConfig(target_layers=3))
-
-
-def test_block_targets_depend_only_on_their_own_block(batch) -> None:
-    tokens, ctx, tgt = batch
-    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(target_input="block"))
-    full = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(target_input="all"))
-    full.load_state_dict(m.state_dict())
-    a = m._targets(tokens, GRID, tgt)
-    assert a.shape == (*tgt.shape, MINI.embed_dim)
-    # Changing every patch outside block 0 of sample 0 leaves that block's targets unchanged...
-    outside = torch.ones(N, dtype=torch.bool)
-    outside[tgt[0, 0]] = False
-    changed = tokens.clone()
-    changed[0, outside] += 5.0
-    torch.testing.assert_close(m._targets(changed, GRID, tgt)[0, 0], a[0, 0])
-    # ...while the I-JEPA targets (computed from all tokens) do change.
-    assert not torch.allclose(full._targets(changed, GRID, tgt)[0, 0], full._targets(tokens, GRID, tgt)[0, 0])
-    with pytest.raises(ConfigError, match="target_input"):
-        ObjectiveConfig(target_input="some")
+        AudioJEPA(replace(MINI, depth=2), SMALL_PRED, ObjectiveConfig(target_layers=4))
+    # The targets are the layer-normed mean at the target positions.
+    m = AudioJEPA(replace(MINI, depth=3), SMALL_PRED, ObjectiveConfig(target_layers=2))
+    tgt = torch.arange(N).view(1, 1, N).expand(2, 1, N)
+    expected = m.target_encoder.forward_layers(tokens, GRID, 2)
+    expected = torch.nn.functional.layer_norm(expected, expected.shape[-1:])
+    torch.testing.assert_close(m.objective.targets(tokens, GRID, tgt, m.target_encoder)[:, 0], expected)
 
 
 def test_variance_covariance_terms() -> None:
-    from ajepa.models.jepa import variance_covariance
-
     gen = torch.Generator().manual_seed(0)
     white = torch.randn(4096, 8, generator=gen) * 2.0  # spread > 1, uncorrelated: both terms near zero
     var, cov = variance_covariance(white)
@@ -363,58 +355,20 @@ def test_variance_covariance_weights_raise_the_loss_and_reach_the_encoder(batch)
         ObjectiveConfig(variance_weight=-1.0)
 
 
-def test_instance_norm_uses_valid_tokens_only() -> None:
-    from ajepa.models.jepa import instance_norm
-
-    gen = torch.Generator().manual_seed(0)
-    h = torch.randn(2, 10, 4, generator=gen) * 3.0 + 7.0
-    valid = torch.ones(2, 10, dtype=torch.bool)
-    valid[1, 6:] = False
-    h[1, 6:] = 0.0  # padding: must not move the statistics of sample 1
-    out = instance_norm(h, valid)
-    torch.testing.assert_close(out[0].mean(0), torch.zeros(4), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[0].std(0, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
-    ref = (h[1, :6] - h[1, :6].mean(0)) / h[1, :6].std(0, unbiased=False)
-    torch.testing.assert_close(out[1, :6], ref, atol=1e-3, rtol=0)
-    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(target_instance_norm=True))
-    tokens = torch.randn(2, N, MINI.patch_dim, generator=gen)
-    tgt = torch.arange(N).view(1, 1, N).expand(2, 1, N)
-    t = m._targets(tokens, GRID, tgt)
-    assert t.shape == (2, 1, N, MINI.embed_dim) and torch.isfinite(t).all()
-
-
-def test_prediction_weight_zero_trains_by_the_regulariser_alone(batch) -> None:
-    from ajepa.models.jepa import variance_covariance
-
-    tokens, ctx, tgt = batch
-    torch.manual_seed(0)
-    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(prediction_weight=0.0, variance_weight=1.0, covariance_weight=0.04))
-    loss = m(tokens, GRID, ctx, tgt)["loss"]
-    var, cov = variance_covariance(m.context_encoder(tokens, GRID, keep_idx=ctx).reshape(-1, MINI.embed_dim))
-    torch.testing.assert_close(loss, var + 0.04 * cov)
-    loss.backward()
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in m.predictor.parameters())
-    assert m.context_encoder.patch_embed.weight.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="nothing would be trained"):
-        ObjectiveConfig(prediction_weight=0.0)
-    with pytest.raises(ConfigError):
-        ObjectiveConfig(prediction_weight=-1.0)
-
-
 def test_variance_covariance_ignores_padding_tokens(batch) -> None:
-    from ajepa.models.jepa import variance_covariance
-
     tokens, ctx, tgt = batch
     torch.manual_seed(0)
-    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(prediction_weight=0.0, variance_weight=1.0, covariance_weight=0.04))
+    m = AudioJEPA(MINI, SMALL_PRED, ObjectiveConfig(variance_weight=1.0, covariance_weight=0.04))
     valid = torch.ones(tokens.shape[:2], dtype=torch.bool)
     valid[1, N // 2:] = False  # sample 1: the second half of its tokens is padding
     z = m.context_encoder(tokens, GRID, keep_idx=ctx)
     kept = valid.gather(1, ctx)
     assert 2 <= kept.sum() < kept.numel()  # the batch really mixes audio and padding in the context
     var, cov = variance_covariance(z[kept])
-    torch.testing.assert_close(m(tokens, GRID, ctx, tgt, valid)["loss"], var + 0.04 * cov)
+    out = m(tokens, GRID, ctx, tgt, valid)
+    torch.testing.assert_close(out["loss"], out["loss_terms"]["prediction"] + var + 0.04 * cov)
+    torch.testing.assert_close(out["loss_terms"]["variance"], var)
     # Only padding in the context: nothing to regularise, and no error.
-    none_valid = torch.zeros_like(valid)
-    assert m(tokens, GRID, ctx, tgt, none_valid)["loss"].item() == 0.0
+    loss, terms = VarianceCovariance(1.0, 0.04)(z, torch.zeros_like(kept))
+    assert loss.item() == 0.0 and terms["covariance"].item() == 0.0
 

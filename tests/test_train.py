@@ -238,11 +238,10 @@ def test_bf16_autocast_and_mae_objective_run_on_cpu(tmp_path):
 
 
 def test_vicreg_terms_are_logged_and_add_up_to_the_loss(tmp_path):
-    train(tiny("trainer.max_steps=2", "objective.variance_weight=1.0", "objective.covariance_weight=0.04",
-               "objective.prediction_weight=0.5"), tmp_path)
+    train(tiny("trainer.max_steps=2", "objective.variance_weight=0.5", "objective.covariance_weight=0.04"), tmp_path)
     for r in (json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()):
         assert r["loss_variance"] > 0 and r["loss_covariance"] > 0
-        expected = 0.5 * r["loss_prediction"] + r["loss_variance"] + 0.04 * r["loss_covariance"]
+        expected = r["loss_prediction"] + 0.5 * r["loss_variance"] + 0.04 * r["loss_covariance"]
         assert r["loss"] == pytest.approx(expected, rel=1e-5)
 
 

@@ -80,15 +80,20 @@ class ViTEncoder(nn.Module):
         self.apply(init_vit_weights)
         rescale_residual_projections(self.blocks)
 
-    def forward(self, tokens: Tensor, grid: tuple[int, int], keep_idx: Tensor | None = None, *,
-                average_last: int = 1) -> Tensor:
-        """``tokens (B, N, P)``, ``keep_idx (B, M)`` -> ``(B, M, D)`` (``(B, N, D)`` when keep_idx is None).
+    def forward(self, tokens: Tensor, grid: tuple[int, int], keep_idx: Tensor | None = None) -> Tensor:
+        """``tokens (B, N, P)``, ``keep_idx (B, M)`` -> the final (normalised) output ``(B, M, D)``; ``(B, N, D)``
+        when keep_idx is None."""
+        return self.forward_layers(tokens, grid, 1, keep_idx)
 
-        ``average_last > 1`` returns the mean of the last ``average_last`` hidden states instead of the final one
-        (data2vec-style regression targets, SUPERB-style layer pooling). The hidden states are the patch embedding
-        (plus positions) and each block's output, ``depth + 1`` in all, so ``average_last = depth + 1`` includes
-        the embedding layer. Each is normalised without affine parameters first (the final one by the encoder's
-        own ``norm``), so no layer dominates the mean by its scale.
+    def forward_layers(self, tokens: Tensor, grid: tuple[int, int], layers: int,
+                       keep_idx: Tensor | None = None) -> Tensor:
+        """The mean of the last ``layers`` hidden states ``(B, M or N, D)``; ``layers=1`` is :meth:`forward`.
+
+        The hidden states are the patch embedding (plus positions) and each block's output, ``depth + 1`` in all,
+        so ``layers = depth + 1`` includes the embedding layer. Each is normalised without affine parameters first
+        (the final one by the encoder's own ``norm``), so no layer dominates the mean by its scale. The one layer
+        selection of the package: data2vec-style targets (``objective.target_layers``) and SUPERB-style read-outs
+        (``average_layers``) both come through here.
         """
         b, n, p = tokens.shape
         if p != self.cfg.patch_dim:
@@ -96,24 +101,22 @@ class ViTEncoder(nn.Module):
                               f"{self.cfg.patch_dim} (patch {self.cfg.patch})")
         if n != grid[0] * grid[1]:
             raise ConfigError(f"{n} tokens do not fill the grid {tuple(grid)}")
-        if not 1 <= average_last <= len(self.blocks) + 1:
-            raise ConfigError(f"average_last must be in 1..{len(self.blocks) + 1} (depth + 1 hidden states), "
-                              f"got {average_last}")
+        if not 1 <= layers <= len(self.blocks) + 1:
+            raise ConfigError(f"layers must be in 1..{len(self.blocks) + 1} (depth + 1 hidden states), got {layers}")
         pos = self.pos_embed(grid, tokens.device, tokens.dtype)
         if keep_idx is None:
             x = self.patch_embed(tokens) + pos
         else:
-            if keep_idx.dim() != 2:
-                raise ConfigError(f"keep_idx must be (B, M), got {tuple(keep_idx.shape)}")
+            assert keep_idx.dim() == 2, f"keep_idx must be (B, M), got {tuple(keep_idx.shape)}"
             # Gathering before the (token-wise) patch embedding is the same as after it and skips dropped tokens.
             x = self.patch_embed(apply_masks(tokens, keep_idx)) + pos[keep_idx]
         last = len(self.blocks) - 1
         # The embedding layer is hidden state 0; it joins the mean only when every hidden state is averaged.
-        total = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) if average_last > len(self.blocks) else None
+        total = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) if layers > len(self.blocks) else None
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if last - average_last < i < last:
+            if last - layers < i < last:
                 h = F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
                 total = h if total is None else total + h
         out = self.norm(x)
-        return out if total is None else (total + out) / average_last
+        return out if total is None else (total + out) / layers

@@ -1,0 +1,32 @@
+"""The MAE baseline objective: reconstruct the target blocks' per-patch normalised log-mel patches."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ajepa.models.vit import ViTEncoder, apply_masks
+from ajepa.objectives.config import ObjectiveConfig
+from ajepa.objectives.losses import normalize_patches, regression_loss
+
+
+class MAEObjective(nn.Module):
+    """Patch targets (Audio-MAE's normalised pixels) and the squared error. No target encoder, no parameters."""
+
+    uses_target_encoder = False
+
+    def __init__(self, cfg: ObjectiveConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def output_dim(self, embed_dim: int, patch_dim: int) -> int:
+        """The predictor (a decoder here) regresses patches."""
+        return patch_dim
+
+    def targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
+                target_encoder: ViTEncoder | None) -> Tensor:
+        """``tokens (B, N, P)``, ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, P)``."""
+        return normalize_patches(apply_masks(tokens, target_idx))
+
+    def forward(self, pred: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
+        """``pred``, ``targets`` ``(B, K, N_tgt, P)``; ``weight (B, K, N_tgt)`` or None -> the scalar loss."""
+        return regression_loss(pred, targets, "l2", weight)
