@@ -33,7 +33,7 @@ bench: $(STAMP)
 DEFAULT_RUN := runs/default_model
 default-model: $(STAMP)
 	$(PY) -m ajepa.train experiment=cpu15 data.root=../shared/data seed=0 hydra.run.dir=$(DEFAULT_RUN)
-	$(PY) -m ajepa.export $(DEFAULT_RUN)/checkpoints/last.pt --out ajepa/pretrained/default --fp16
+	$(PY) -m ajepa export $(DEFAULT_RUN)/checkpoints/last.pt --out ajepa/pretrained/default --fp16
 
 clean:
 	rm -rf $(VENV) outputs runs .pytest_cache

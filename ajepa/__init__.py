@@ -5,8 +5,8 @@ The two functions most users need are re-exported here:
 - :func:`ajepa.load` returns an embedder from exported weights or a training checkpoint;
 - :func:`ajepa.embed` turns waveforms or audio files into clip (and frame) embeddings.
 
-``python -m ajepa.embed`` is the command-line front of the same function; the function itself lives in
-:mod:`ajepa.inference` so that the CLI module name never shadows it.
+``python -m ajepa embed`` is the command-line front of the same function (:mod:`ajepa.cli.embed`); the function
+itself lives in :mod:`ajepa.inference`.
 """
 
 from __future__ import annotations

@@ -11,16 +11,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ajepa import distributed as D
 from ajepa.checkpoint import load_checkpoint, save_checkpoint
 from ajepa.config import RunConfig
 from ajepa.errors import CheckpointError, ConfigError
 from ajepa.monitors import CollapseGuard
+from ajepa.train_state import TrainState
 
-if TYPE_CHECKING:
-    from ajepa.trainer import DataPosition, TrainState
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def format_record(record: dict, max_steps: int) -> str:
 # --------------------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, data_position: DataPosition,
+def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, batches_per_epoch: int,
                      guard: CollapseGuard) -> dict[str, Any]:
     """The checkpoint dict of docs/CONTRACTS.md (tensors and plain values only).
 
@@ -121,7 +120,7 @@ def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, data_p
     the source it implies), which :func:`run_config_from_dict` reads back.
     """
     global_batch_index = state.step * cfg.trainer.accumulate
-    epoch, batch_in_epoch = data_position.position(global_batch_index)
+    epoch, batch_in_epoch = divmod(global_batch_index, max(1, batches_per_epoch))
     return {
         "step": state.step,
         "model": state.model.state_dict(),

@@ -31,20 +31,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ajepa import distributed as D
-from ajepa.config import DataConfig, OptimConfig, RunConfig
-from ajepa.data import AudioClipDataset, BatchIndexSampler, SyntheticAudioDataset, collate_clips, make_loader
-from ajepa.data.dataset import single_thread_worker_init
-from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
-from ajepa.features.logmel import FrontendConfig, LogMelFrontend
-from ajepa.features.patches import grid_shape, patchify, valid_tokens
-from ajepa.masking import MaskCollator
+from ajepa.config import RunConfig
+from ajepa.data.loader import build_dataset, build_loader
+from ajepa.features.logmel import LogMelFrontend
+from ajepa.features.tokenizer import AudioTokenizer
 from ajepa.models import AudioJEPA
 from ajepa.monitors import CollapseError, CollapseGuard, effective_rank
+from ajepa.optim import StepHyper, apply_hyperparams, build_optimizer, hyperparams_at
 from ajepa.run_io import (
     MetricsLogger,
     RunPaths,
@@ -56,13 +54,13 @@ from ajepa.run_io import (
     warn_config_drift,
     write_plots,
 )
-from ajepa.schedules import RAMPS, linear_schedule, warmup_cosine
+from ajepa.runtime import autocast_dtype, cpu_thread_count, cpu_threads, deterministic, maybe_compile
+from ajepa.train_state import StepOutput, TrainState
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DataPosition", "ShardedMaskCollate", "StepHyper", "TrainResult", "TrainState", "build_model",
-    "build_frontend", "clip_grid", "build_dataset", "build_loader", "build_optimizer", "hyperparams_at",
+    "TrainResult", "build_model", "build_tokenizer",
     "train_step", "train",
 ]
 
@@ -78,139 +76,9 @@ def build_model(cfg: RunConfig, device: torch.device) -> AudioJEPA:
     return model.to(device)
 
 
-def build_frontend(cfg: FrontendConfig, device: torch.device) -> LogMelFrontend:
-    """The normalised log-mel front end, on ``device`` (it runs batched in the training process)."""
-    return LogMelFrontend(cfg).to(device)
-
-
-def clip_grid(frontend: LogMelFrontend, clip_seconds: float, patch: tuple[int, int]) -> tuple[int, int]:
-    """The ``(F_p, T_p)`` patch grid of one training clip."""
-    samples = int(round(clip_seconds * frontend.cfg.sample_rate))
-    return grid_shape(frontend.cfg.n_mels, frontend.num_frames(samples), patch)
-
-
-def build_dataset(data: DataConfig, sample_rate: int, seed: int, info: D.DistInfo = D.DistInfo()
-                  ) -> torch.utils.data.Dataset:
-    """Synthetic corpus, audio files (map-style) or tar shards (a rank-sharded stream), yielding sample dicts."""
-    if data.source == "synthetic":
-        return SyntheticAudioDataset(data.synthetic_size, data.clip_seconds, seed, sample_rate)
-    if data.source == "shards":
-        return ShardedAudioStream(data.root, data.clip_seconds, sample_rate=sample_rate, seed=seed,
-                                  batch_size=data.batch_size, shuffle_buffer=data.shuffle_buffer, rank=info.rank,
-                                  world_size=info.world_size, gain_db=data.gain_db, random_crop=data.random_crop)
-    return AudioClipDataset(data.root, data.clip_seconds, sample_rate=sample_rate, seed=seed,
-                            gain_db=data.gain_db, random_crop=data.random_crop, sampling=data.sampling,
-                            exclude=data.exclude, cache_mb=data.cache_mb)
-
-
-class ShardedMaskCollate:
-    """Collate one rank's samples and attach that rank's rows of the *global* batch's masks.
-
-    The masker draws per-batch shapes and cuts the context to the batch minimum, so masks depend on the batch
-    size. Drawing them for all ``batch_size * world_size`` clips of the global batch and slicing makes a
-    W-process run see exactly the masks of a 1-process run with W times the batch. The output also keeps
-    ``"skipped"`` (unreadable files), which the trainer reports.
-    """
-
-    def __init__(self, collator: MaskCollator, rank: int = 0, world_size: int = 1) -> None:
-        self.collator, self.rank, self.world_size = collator, rank, world_size
-
-    def __call__(self, samples: list[dict]) -> dict:
-        batch = collate_clips(samples)
-        b = len(samples)
-        masks = self.collator.masks(b * self.world_size, batch["batch_index"])
-        rows = slice(self.rank * b, (self.rank + 1) * b)
-        batch["context_idx"] = masks.context_idx[rows].contiguous()
-        batch["target_idx"] = masks.target_idx[rows].contiguous()
-        return batch
-
-
-class DataPosition:
-    """Maps the global batch index (micro-batches since the start) to ``(epoch, batch_in_epoch)``."""
-
-    def __init__(self, batches_per_epoch: int) -> None:
-        self.batches_per_epoch = max(1, batches_per_epoch)
-
-    def position(self, global_batch_index: int) -> tuple[int, int]:
-        return divmod(global_batch_index, self.batches_per_epoch)
-
-
-def build_loader(cfg: RunConfig, dataset: torch.utils.data.Dataset, grid: tuple[int, int], info: D.DistInfo,
-                 start_batch: int) -> tuple[torch.utils.data.DataLoader, DataPosition]:
-    """An endless, rank-sharded loader that starts at global batch ``start_batch`` (exact resume).
-
-    Map-style datasets go through :class:`BatchIndexSampler`; a :class:`ShardedAudioStream` numbers its own
-    batches and is fast-forwarded to ``start_batch`` (its position follows from the batch count alone).
-    """
-    collate = ShardedMaskCollate(MaskCollator(cfg.masking, grid, cfg.seed), info.rank, info.world_size)
-    workers = cfg.data.num_workers
-    if isinstance(dataset, ShardedAudioStream):
-        if start_batch:
-            dataset.load_state_dict(dataset.state_at(start_batch, workers))
-        extra = {"persistent_workers": True, "worker_init_fn": single_thread_worker_init} if workers else {}
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.data.batch_size, collate_fn=assign_batch_index(collate, cfg.data.batch_size),
-            num_workers=workers, pin_memory=torch.cuda.is_available(), **extra)
-        return loader, DataPosition(dataset.batches_per_epoch(workers))
-    sampler = BatchIndexSampler(len(dataset), cfg.data.batch_size, cfg.seed, drop_last=cfg.data.drop_last,
-                                rank=info.rank, world_size=info.world_size, start_batch=start_batch)
-    return make_loader(dataset, sampler, collate, workers), DataPosition(sampler.batches_per_epoch)
-
-
-def build_optimizer(model: AudioJEPA, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, decay and no-decay groups; fused kernels on CUDA by default."""
-    fused = device.type == "cuda" if optim.fused == "auto" else bool(optim.fused)
-    return torch.optim.AdamW(model.param_groups(optim.weight_decay), lr=optim.start_lr, betas=optim.betas,
-                             eps=optim.eps, fused=fused or None)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA for ``auto`` (on CPU bf16 matmuls are slower than fp32); None means fp32."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
-def maybe_compile(module: nn.Module, enabled: bool, backend: str = "inductor") -> nn.Module:
-    """``torch.compile(module, backend=backend)`` when enabled.
-
-    The context and target sizes change with every batch's masks, so the graph is compiled with dynamic shapes
-    from the start: one compilation instead of a static one that is thrown away at the second batch.
-    """
-    return torch.compile(module, backend=backend, dynamic=True) if enabled else module
-
-
-# ----------------------------------------------------------------------------------------- schedules
-
-
-@dataclass(frozen=True)
-class StepHyper:
-    """The scheduled hyper-parameters of one optimiser step."""
-
-    lr: float
-    weight_decay: float
-    momentum: float
-
-
-def hyperparams_at(step: int, optim: OptimConfig, max_steps: int) -> StepHyper:
-    """Learning rate (warm-up + cosine), weight decay (linear) and EMA momentum for 0-based ``step``.
-
-    The momentum follows ``optim.ema_schedule``: ``linear`` (I-JEPA) or ``cosine`` (BYOL), which holds the
-    momentum near its start for longer and eases into the end value.
-    """
-    return StepHyper(
-        lr=warmup_cosine(step, max_steps, optim.warmup(max_steps), optim.lr, optim.min_lr, optim.start_lr),
-        weight_decay=linear_schedule(step, max_steps, optim.weight_decay, optim.final_weight_decay),
-        momentum=RAMPS[optim.ema_schedule](step, max_steps, optim.ema_momentum, optim.final_ema_momentum),
-    )
-
-
-def apply_hyperparams(optimizer: torch.optim.Optimizer, hp: StepHyper) -> None:
-    """Set this step's lr on every group and its weight decay on the decay group (norms and biases keep 0)."""
-    for group in optimizer.param_groups:
-        group["lr"] = hp.lr
-        if group.get("name") == "decay":
-            group["weight_decay"] = hp.weight_decay
+def build_tokenizer(cfg: RunConfig, device: torch.device) -> AudioTokenizer:
+    """The log-mel front end (on ``device``) and the encoder's patch shape: waveforms -> tokens for training."""
+    return AudioTokenizer(LogMelFrontend(cfg.frontend).to(device), cfg.model.encoder.patch)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -221,53 +89,12 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 # ------------------------------------------------------------------------------------------ the step
 
 
-@dataclass
-class TrainState:
-    """What the loop mutates. ``model`` is the bare AudioJEPA (checkpoints, EMA); ``ddp`` the DDP wrapper or
-    the model itself; ``forward`` what the loss is computed with (``ddp``, possibly compiled)."""
-
-    model: AudioJEPA
-    ddp: nn.Module
-    forward: nn.Module
-    optimizer: torch.optim.Optimizer
-    step: int = 0
-
-
-@dataclass
-class StepOutput:
-    """Device tensors of one optimiser step; read them (a GPU sync) only when logging."""
-
-    loss: Tensor
-    target_std: Tensor
-    grad_norm: Tensor
-    embeddings: Tensor
-    sample: dict[str, Any]
-    loss_terms: dict[str, Tensor] = field(default_factory=dict)
-
-
-def featurize(frontend: LogMelFrontend, wav: Tensor, patch: tuple[int, int]) -> tuple[Tensor, Tensor, tuple[int, int]]:
-    """Waveforms ``(B, N)`` -> log-mel ``(B, F, T)`` and patch tokens ``(B, F_p * T_p, pf * pt)`` with the grid.
-
-    Always fp32: a log of bf16 energies would lose most of the dynamic range.
-    """
-    with torch.autocast(wav.device.type, enabled=False):
-        spec = frontend(wav.float())
-    tokens, grid = patchify(spec, patch)
-    return spec, tokens, grid
-
-
-def valid_tokens_of(frontend: LogMelFrontend, lengths: Tensor, num_frames: int, grid: tuple[int, int],
-                    patch: tuple[int, int]) -> Tensor:
-    """``(B, N)`` bool: tokens whose time column holds real audio, from the clips' sample counts ``(B,)``."""
-    return valid_tokens(frontend.valid_frames(lengths, num_frames), grid, patch)
-
-
 def to_device(batch: dict, device: torch.device) -> dict:
     """Move the tensors of a collated batch to ``device`` (asynchronously from pinned memory)."""
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, frontend: LogMelFrontend,
+def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, tokenizer: AudioTokenizer,
                amp_dtype: torch.dtype | None, grad_clip: float) -> StepOutput:
     """One optimiser step over ``len(micro_batches)`` accumulated micro-batches, then the EMA update.
 
@@ -275,20 +102,18 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
     ``1 / accumulate`` so the update equals that of one batch ``accumulate`` times larger.
     """
     apply_hyperparams(state.optimizer, hp)
-    patch = state.model.encoder_cfg.patch
     scale = 1.0 / len(micro_batches)
+    ignore_padding = state.model.objective_cfg.ignore_padding
     losses, stds, terms = [], [], []
     for i, batch in enumerate(micro_batches):
-        spec, tokens, grid = featurize(frontend, batch["wav"], patch)
+        tok = tokenizer(batch["wav"], batch["lengths"] if ignore_padding else None)
         is_last = i == len(micro_batches) - 1
         no_sync = getattr(state.ddp, "no_sync", None)
         sync_ctx = no_sync() if (no_sync is not None and not is_last) else contextlib.nullcontext()
-        amp = torch.autocast(tokens.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+        amp = torch.autocast(tok.tokens.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with sync_ctx:
             with amp:
-                out = state.forward(tokens, grid, batch["context_idx"], batch["target_idx"],
-                                    valid_tokens_of(frontend, batch["lengths"], spec.shape[-1], grid, patch)
-                                    if state.model.objective_cfg.ignore_padding else None)
+                out = state.forward(tok.tokens, tok.grid, batch["context_idx"], batch["target_idx"], tok.valid)
             (out["loss"] * scale).backward()
         losses.append(out["loss"].detach())
         stds.append(out["target_std"].detach())
@@ -300,7 +125,7 @@ def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, fron
     state.optimizer.zero_grad(set_to_none=True)
     state.model.update_target(hp.momentum)
     state.step += 1
-    sample = {"spec": spec[0], "grid": grid, "context_idx": batch["context_idx"][0],
+    sample = {"spec": tok.spec[0], "grid": tok.grid, "context_idx": batch["context_idx"][0],
               "target_idx": batch["target_idx"][0]}
     return StepOutput(loss=torch.stack(losses).mean(), target_std=torch.stack(stds).mean(),
                       grad_norm=grad_norm.detach(), embeddings=out["target_embeddings"], sample=sample,
@@ -338,46 +163,6 @@ class TrainResult:
     records: list[dict] = field(repr=False, default_factory=list)
 
 
-def cpu_thread_count(setting: int | str, num_workers: int, procs_per_node: int) -> int | None:
-    """Intra-op threads for CPU training: ``auto`` gives each process the cores left over by its DataLoader
-    workers (at least 1), unless ``OMP_NUM_THREADS`` already decides; None leaves torch's default.
-
-    Oversubscribed cores are far worse than idle ones here: every parallel op waits for its slowest thread,
-    and a descheduled thread stalls it for a whole time slice (10x slower steps on a busy 2-core machine).
-    """
-    if setting != "auto":
-        return int(setting)
-    if "OMP_NUM_THREADS" in os.environ:
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, procs_per_node) - num_workers)
-
-
-@contextlib.contextmanager
-def _cpu_threads(count: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(count)`` for the duration of the run, then the caller's setting back."""
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def _deterministic(enabled: bool) -> Iterator[None]:
-    """``torch.use_deterministic_algorithms`` for the duration of the run, then the caller's setting back."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if enabled:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
-
-
 def should_log(step: int, log_every: int, max_steps: int) -> bool:
     """Log every ``log_every`` completed steps and at the last one."""
     return step % log_every == 0 or step == max_steps
@@ -399,8 +184,8 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike) -> TrainResult:
         if device.type == "cpu":
             local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if info.enabled else 1
             threads = cpu_thread_count(cfg.trainer.cpu_threads, cfg.data.num_workers, local_procs)
-        with (torch.random.fork_rng(devices=cuda_devices), _deterministic(cfg.trainer.deterministic),
-              _cpu_threads(threads)):
+        with (torch.random.fork_rng(devices=cuda_devices), deterministic(cfg.trainer.deterministic),
+              cpu_threads(threads)):
             return _train(cfg, RunPaths(run_dir), info, device)
     finally:
         D.shutdown_distributed()
@@ -422,8 +207,8 @@ class _Run:
         self.t_start = time.perf_counter()
         self.cfg, self.paths, self.info, self.device = cfg, paths, info, device
         tc = cfg.trainer
-        self.frontend = build_frontend(cfg.frontend, device)
-        self.grid = clip_grid(self.frontend, cfg.data.clip_seconds, cfg.model.encoder.patch)
+        self.tokenizer = build_tokenizer(cfg, device)
+        self.grid = self.tokenizer.grid(int(round(cfg.data.clip_seconds * cfg.frontend.sample_rate)))
         model = build_model(cfg, device)
         self.state = TrainState(model=model, ddp=model, forward=model,
                                 optimizer=build_optimizer(model, cfg.optim, device))
@@ -440,7 +225,7 @@ class _Run:
         model.train()
 
         dataset = build_dataset(cfg.data, cfg.frontend.sample_rate, cfg.seed, info)
-        self.loader, self.data_position = build_loader(cfg, dataset, self.grid, info,
+        self.loader, self.batches_per_epoch = build_loader(cfg, dataset, self.grid, info,
                                                  start_batch=self.start_step * tc.accumulate)
         self.amp_dtype = autocast_dtype(tc.precision, device)
         self.global_batch = cfg.data.batch_size * info.world_size * tc.accumulate
@@ -483,7 +268,7 @@ class _Run:
             self.skipped.update(batch["skipped"])
         hp = hyperparams_at(self.state.step, self.cfg.optim, self.cfg.trainer.max_steps)
         torch.manual_seed(step_seed(self.cfg.seed, self.info.rank, self.state.step))
-        out = train_step(self.state, [to_device(b, self.device) for b in micro], hp, self.frontend, self.amp_dtype,
+        out = train_step(self.state, [to_device(b, self.device) for b in micro], hp, self.tokenizer, self.amp_dtype,
                          self.cfg.optim.grad_clip)
         self.sample = out.sample
         self.window_steps += 1
@@ -513,7 +298,7 @@ class _Run:
     def checkpoint(self, keep_step: bool) -> None:
         """Rank 0 writes ``last.pt`` (and ``step_XXXXXX.pt`` when ``keep_step``)."""
         if self.info.is_main:
-            ckpt = checkpoint_state(self.state, self.cfg, self.info, self.data_position, self.guard)
+            ckpt = checkpoint_state(self.state, self.cfg, self.info, self.batches_per_epoch, self.guard)
             save_training_checkpoint(self.paths, ckpt, keep_step)
         self.last_saved = self.state.step
 

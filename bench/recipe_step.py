@@ -24,7 +24,11 @@ import torch
 
 from ajepa import distributed as D
 from ajepa import trainer as T
+from ajepa.data.loader import build_dataset, build_loader
+from ajepa.optim import build_optimizer, hyperparams_at
+from ajepa.runtime import cpu_thread_count
 from ajepa.train import compose_config
+from ajepa.train_state import TrainState
 
 # label -> overrides on `experiment=cpu15`
 SETUPS = {
@@ -40,29 +44,29 @@ class Setup:
     cfg: object
     threads: int
     iterator: object
-    state: T.TrainState
-    frontend: object
+    state: TrainState
+    tokenizer: object
     fill_seconds: float = 0.0
 
 
 def build(label: str, overrides: list[str], data: str) -> Setup:
     cfg = compose_config(["experiment=cpu15", f"data.root={data}", *overrides])
-    threads = T.cpu_thread_count(cfg.trainer.cpu_threads, cfg.data.num_workers, 1)
+    threads = cpu_thread_count(cfg.trainer.cpu_threads, cfg.data.num_workers, 1)
     torch.set_num_threads(threads)
     device = torch.device("cpu")
-    frontend = T.build_frontend(cfg.frontend, device)
-    grid = T.clip_grid(frontend, cfg.data.clip_seconds, cfg.model.encoder.patch)
+    tokenizer = T.build_tokenizer(cfg, device)
+    grid = tokenizer.grid(int(round(cfg.data.clip_seconds * cfg.frontend.sample_rate)))
     model = T.build_model(cfg, device).train()
-    state = T.TrainState(model=model, ddp=model, forward=model, optimizer=T.build_optimizer(model, cfg.optim, device))
-    dataset = T.build_dataset(cfg.data, cfg.frontend.sample_rate, cfg.seed)
+    state = TrainState(model=model, ddp=model, forward=model, optimizer=build_optimizer(model, cfg.optim, device))
+    dataset = build_dataset(cfg.data, cfg.frontend.sample_rate, cfg.seed)
     fill = 0.0
     if cfg.data.cache_mb:
         start = time.perf_counter()
         for index in range(len(dataset)):
             dataset[index]
         fill = time.perf_counter() - start
-    loader, _ = T.build_loader(cfg, dataset, grid, D.DistInfo(), start_batch=0)
-    return Setup(label, cfg, threads, iter(loader), state, frontend, fill)
+    loader, _ = build_loader(cfg, dataset, grid, D.DistInfo(), start_batch=0)
+    return Setup(label, cfg, threads, iter(loader), state, tokenizer, fill)
 
 
 def run_steps(s: Setup, count: int) -> tuple[float, list[float]]:
@@ -72,9 +76,9 @@ def run_steps(s: Setup, count: int) -> tuple[float, list[float]]:
     start = time.perf_counter()
     for _ in range(count):
         batch = next(s.iterator)
-        hp = T.hyperparams_at(s.state.step, s.cfg.optim, s.cfg.trainer.max_steps)
+        hp = hyperparams_at(s.state.step, s.cfg.optim, s.cfg.trainer.max_steps)
         torch.manual_seed(T.step_seed(s.cfg.seed, 0, s.state.step))
-        out = T.train_step(s.state, [batch], hp, s.frontend, None, s.cfg.optim.grad_clip)
+        out = T.train_step(s.state, [batch], hp, s.tokenizer, None, s.cfg.optim.grad_clip)
         losses.append(float(out.loss))
     return time.perf_counter() - start, losses
 

@@ -14,9 +14,9 @@ import torch
 
 import ajepa
 from ajepa.checkpoint import save_checkpoint
-from ajepa.embed import main as embed_cli
+from ajepa.cli.embed import main as embed_cli
 from ajepa.errors import AudioInputError, CheckpointError, ConfigError
-from ajepa.export import main as export_cli
+from ajepa.cli.export import main as export_cli
 from ajepa.features.logmel import FrontendConfig
 from ajepa.features.patches import patchify, valid_tokens
 from ajepa.inference import Embedder, load
@@ -185,7 +185,7 @@ def test_bad_files_raise_checkpoint_error(tmp_path, exported):
 
 
 def test_embed_and_load_without_model_use_the_shipped_default(model, exported):
-    import ajepa.embed  # noqa: F401  (the CLI module must not shadow the function ajepa.embed)
+    import ajepa.cli.embed  # noqa: F401  (the CLI module must not shadow the function ajepa.embed)
     from ajepa.pretrained import DEFAULT_MODEL_DIR
 
     default = load(device="cpu")

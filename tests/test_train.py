@@ -23,14 +23,9 @@ from ajepa.models import ENCODER_SIZES
 from ajepa.monitors import CollapseError
 from ajepa.plots import mask_grid
 from ajepa.train import compose_config
-from ajepa.trainer import (
-    ShardedMaskCollate,
-    apply_hyperparams,
-    build_model,
-    build_optimizer,
-    hyperparams_at,
-    train,
-)
+from ajepa.data.loader import RankMaskCollate
+from ajepa.optim import apply_hyperparams, build_optimizer, hyperparams_at
+from ajepa.trainer import build_model, train
 
 TINY = [
     "model.encoder.depth=1", "model.predictor.depth=1", "data.clip_seconds=1.0", "data.batch_size=4",
@@ -154,8 +149,8 @@ def test_rank_collates_together_equal_the_single_process_batch():
     collator = MaskCollator(MaskingConfig(), grid, seed=5)
     samples = [{"wav": torch.full((400,), float(i)), "length": 400, "batch_index": 9, "path": f"clip{i}"}
                for i in range(4)]
-    whole = ShardedMaskCollate(collator)(samples)
-    parts = [ShardedMaskCollate(collator, rank, 2)(samples[2 * rank:2 * rank + 2]) for rank in range(2)]
+    whole = RankMaskCollate(collator)(samples)
+    parts = [RankMaskCollate(collator, rank, 2)(samples[2 * rank:2 * rank + 2]) for rank in range(2)]
     for key in ("wav", "context_idx", "target_idx"):
         assert torch.equal(torch.cat([p[key] for p in parts]), whole[key])
 
@@ -298,7 +293,7 @@ def test_dist_info_from_torchrun_or_slurm_environment():
 
 
 def test_cpu_threads_leave_cores_to_the_data_workers(monkeypatch):
-    from ajepa.trainer import cpu_thread_count
+    from ajepa.runtime import cpu_thread_count
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
@@ -335,7 +330,7 @@ def test_holdout_group_sets_the_excluded_corpora(tmp_path):
 
 
 def test_deterministic_scope_restores_the_callers_setting():
-    from ajepa.trainer import _deterministic
+    from ajepa.runtime import deterministic as _deterministic
 
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     try:

@@ -3,6 +3,7 @@
 from ajepa.features.audio import AUDIO_EXTENSIONS, list_audio_files, load_audio, resample
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.features.patches import grid_shape, patchify, unpatchify, valid_tokens
+from ajepa.features.tokenizer import AudioTokenizer, TokenizedAudio
 
 _STATS_NAMES = ("LogMelStats", "compute_stats", "logmel_stats")
 
@@ -18,9 +19,11 @@ def __getattr__(name: str):
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "AudioTokenizer",
     "FrontendConfig",
     "LogMelFrontend",
     "LogMelStats",
+    "TokenizedAudio",
     "compute_stats",
     "grid_shape",
     "list_audio_files",

@@ -26,5 +26,5 @@ def default_model_path() -> Path:
     if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file() or not (DEFAULT_MODEL_DIR / "config.json").is_file():
         raise CheckpointError(
             f"the default ajepa model is missing from {DEFAULT_MODEL_DIR} (a package built without its data?); "
-            "reinstall ajepa, or pass model= / a path: an exported model (python -m ajepa.export) or a checkpoint")
+            "reinstall ajepa, or pass model= / a path: an exported model (python -m ajepa export) or a checkpoint")
     return DEFAULT_MODEL_DIR

@@ -1,30 +1,23 @@
-"""Export one encoder of a training checkpoint as pickle-free safetensors + JSON, and read both formats back.
+"""The model files: exported encoders (pickle-free safetensors + JSON) and training checkpoints, read and written.
 
-Command line::
-
-    python -m ajepa.export outputs/<run>/checkpoints/last.pt --out my_model/ [--encoder target|context]
-
-writes ``my_model/model.safetensors`` (the encoder's state_dict, keys as in ``ViTEncoder``) and
-``my_model/config.json`` (format, version, front-end settings with normalisation statistics, encoder config,
-sample rate, clip seconds, which encoder). ``--out name.safetensors`` writes ``name.safetensors`` + ``name.json``.
-Load the result with ``ajepa.load("my_model/")``. The target (EMA) encoder is the default: it is the smoother,
-better-evaluating representation of I-JEPA-style training (a checkpoint with one encoder, such as an MAE run's,
-exports that one).
-
-The config also records the model's recommended **read-out** (``"readout": {"pooling", "average_layers"}``),
-which ``ajepa.load`` / ``ajepa.embed`` / the CLI / HEAR use unless told otherwise. The default is
-:data:`RECOMMENDED_READOUT` (``freqcat+std`` of the mean of every layer), the read-out that probed best for every
-encoder trained here (docs/RESULTS.md); ``--pooling`` / ``--average-layers`` record another. ``--fp16`` stores
-the weights as float16 (half the size; they are computed in float32 after loading).
+An export is ``<folder>/model.safetensors`` + ``<folder>/config.json`` (or ``<name>.safetensors`` + ``<name>.json``).
+The weights are one encoder's ``state_dict`` with ``ViTEncoder``'s keys, float32 or float16. ``config.json`` holds
+``format`` (``"ajepa-encoder"``), ``version`` (1), ``frontend`` (``FrontendConfig``, with the training data's
+normalisation statistics), ``encoder`` (``EncoderConfig``), ``sample_rate``, ``clip_seconds``, ``source_encoder``
+(``"target"``, ``"context"`` or ``"random"``) and ``readout`` (``{"pooling", "average_layers"}``, the model's
+recommended read-out; absent in exports written before it was recorded, which then get
+:data:`LEGACY_READOUT`). A training checkpoint (``ajepa.checkpoint``) holds the whole model's ``state_dict`` under
+``model`` (``context_encoder.*``, ``target_encoder.*``, ``predictor.*``) and the run's config; either encoder can
+be read out of it. Writing and reading are both validated: a file that does not describe a working encoder fails
+with :class:`ajepa.errors.CheckpointError`, never later. ``python -m ajepa export`` writes exports
+(:mod:`ajepa.cli.export`); ``ajepa.load`` reads both kinds.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -36,10 +29,11 @@ from ajepa.checkpoint import load_checkpoint
 from ajepa.io import atomic_write
 from ajepa.errors import CheckpointError, ConfigError
 from ajepa.features.logmel import FrontendConfig
+from ajepa.inference.pooling import AVERAGE_ALL, CLIP_POOLINGS
 from ajepa.models.sizes import EncoderConfig
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "RECOMMENDED_READOUT", "LEGACY_READOUT", "export_checkpoint",
-           "read_export", "read_training_checkpoint", "write_export", "main"]
+__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "LEGACY_READOUT", "RECOMMENDED_READOUT", "WEIGHTS_NAME",
+           "export_paths", "read_export", "read_training_checkpoint", "write_export"]
 
 EXPORT_FORMAT = "ajepa-encoder"
 EXPORT_VERSION = 1
@@ -76,21 +70,6 @@ def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return weights
-
-
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, encoder: str | None = None,
-                      pooling: str = RECOMMENDED_READOUT["pooling"],
-                      average_layers: int | str = RECOMMENDED_READOUT["average_layers"], fp16: bool = False) -> Path:
-    """Export one encoder of a training checkpoint to ``out`` with its recommended read-out; return the weights path.
-
-    ``encoder``: ``"target"`` / ``"context"``; ``None`` takes the target encoder, or the only one the checkpoint
-    holds. ``pooling`` / ``average_layers`` are recorded as the model's read-out. The weights go through the same
-    validation as :func:`ajepa.load`, so a bad checkpoint fails here, not later.
-    """
-    from ajepa.inference import load
-
-    return load(checkpoint, encoder=encoder, device="cpu", pooling=pooling, average_layers=average_layers).save(
-        out, fp16=fp16)
 
 
 def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -175,8 +154,6 @@ def _parse_readout(raw: Any, where: Path) -> dict[str, Any] | None:
     """The recorded read-out ``{"pooling", "average_layers"}``, or ``None`` for an export that records none."""
     if raw is None:
         return None
-    from ajepa.inference import AVERAGE_ALL, CLIP_POOLINGS
-
     if not isinstance(raw, dict) or set(raw) != {"pooling", "average_layers"}:
         raise CheckpointError(f"{where}: 'readout' must be a mapping with pooling and average_layers, got {raw!r}")
     layers = raw["average_layers"]
@@ -221,34 +198,3 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError, OSError, header parse errors: all mean "not valid weights"
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ajepa.export CHECKPOINT --out DIR [--encoder target|context]``."""
-    parser = argparse.ArgumentParser(prog="python -m ajepa.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="training checkpoint (.pt) written by python -m ajepa.train")
-    parser.add_argument("--out", required=True, help="output folder, or NAME.safetensors (+ NAME.json)")
-    parser.add_argument("--encoder", choices=("target", "context"), default=None,
-                        help="which encoder to export (default: the EMA target encoder, or the only one there is)")
-    from ajepa.inference import CLIP_POOLINGS, average_layers_arg
-
-    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default=RECOMMENDED_READOUT["pooling"],
-                        help=f"clip pooling recorded as the model's read-out (default {RECOMMENDED_READOUT['pooling']})")
-    parser.add_argument("--average-layers", type=average_layers_arg, default=RECOMMENDED_READOUT["average_layers"],
-                        metavar="K|all", help="hidden states averaged in the recorded read-out "
-                                              f"(default {RECOMMENDED_READOUT['average_layers']})")
-    parser.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
-    args = parser.parse_args(argv)
-    try:
-        weights = export_checkpoint(args.checkpoint, args.out, encoder=args.encoder, pooling=args.pooling,
-                                    average_layers=args.average_layers, fp16=args.fp16)
-    except (CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    _, cfg_path = export_paths(args.out)
-    print(f"wrote {weights} and {cfg_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Command line: embed audio files into one ``.npz``.
 
-    python -m ajepa.embed clips/ more.wav list.csv [--model my_model/] --out embeddings.npz \
+    python -m ajepa embed clips/ more.wav list.csv [--model my_model/] --out embeddings.npz \
         [--pooling mean|mean+max|freqcat|freqcat+std] [--frames] [--batch-size 32] [--device cuda] \
         [--encoder target|context] [--average-layers 1|K|all]
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,8 +78,8 @@ def _prefetch(fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m ajepa.embed``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m ajepa.embed",
+    """Entry point of ``python -m ajepa embed``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m ajepa embed",
                                      description="Embed audio files with an ajepa model into an .npz file.")
     parser.add_argument("inputs", nargs="+", help="audio files, folders or manifests (.csv/.jsonl/.txt)")
     parser.add_argument("--model", default=os.environ.get("AJEPA_MODEL"),
@@ -171,17 +170,5 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(fh, **arrays)
 
 
-class _CallableModule(types.ModuleType):
-    """Importing ``ajepa.embed`` binds this module as the package attribute ``embed``, replacing the lazily
-    re-exported function; forwarding calls keeps ``ajepa.embed(wav, ...)`` working after the CLI was imported."""
-
-    def __call__(self, *args, **kwargs):
-        from ajepa.inference import embed
-
-        return embed(*args, **kwargs)
-
-
 if __name__ == "__main__":
     sys.exit(main())
-else:
-    sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,140 @@
+"""Loading an :class:`Embedder` from a model file, and the one-call :func:`embed`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ajepa.errors import AudioInputError, CheckpointError, ConfigError
+from ajepa.features.logmel import LogMelFrontend
+from ajepa.inference.embedder import Embedder, pick_device
+from ajepa.inference.inputs import AudioSource
+from ajepa.model_files import LEGACY_READOUT, read_export, read_training_checkpoint
+from ajepa.models.vit import ViTEncoder
+
+__all__ = ["ENCODER_CHOICES", "embed", "load"]
+
+ENCODER_CHOICES = ("target", "context")
+
+log = logging.getLogger("ajepa.inference")
+
+
+def load(
+    path: str | os.PathLike | None = None,
+    *,
+    encoder: str | None = None,
+    device: str | torch.device | None = None,
+    bf16: bool = False,
+    average_layers: int | str | None = None,
+    pooling: str | None = None,
+) -> Embedder:
+    """Load an embedder from an exported model or a training checkpoint; no ``path`` loads the shipped default.
+
+    Args:
+        path: an exported folder (``model.safetensors`` + ``config.json``), a ``<name>.safetensors`` with
+            ``<name>.json`` beside it (or that JSON), or a training checkpoint ``.pt`` (:mod:`ajepa.model_files`).
+            ``None``: the default encoder inside the package (:mod:`ajepa.pretrained`, docs/MODEL_CARD.md),
+            read from disk with no download.
+        encoder: which encoder of a training checkpoint: ``"target"`` (the EMA target encoder: the smoother,
+            better-evaluating representation in I-JEPA-style training, and what computed the targets) or
+            ``"context"``. ``None`` takes the target encoder, or the only encoder the file holds (an MAE run's
+            context encoder, an export's one encoder); naming an encoder that is not there is an error.
+        device: where to run; ``None`` picks CUDA, then MPS, then CPU.
+        bf16: bfloat16 autocast for the encoder on CUDA/CPU (see :class:`Embedder`).
+        average_layers: embed with the mean of the encoder's last ``average_layers`` hidden states, an int in
+            ``1..depth + 1`` or ``"all"`` (see :class:`Embedder`). ``None``: the model's recorded read-out.
+        pooling: the default clip pooling of :meth:`Embedder.embed`. ``None``: the model's recorded read-out.
+
+    A model file without a recorded read-out (a training checkpoint, an export written before read-outs were
+    recorded) gets mean pooling of the final block, as before, and says so in one log line.
+
+    Raises:
+        CheckpointError: missing file, unknown format or version, bad config, or weights whose names/shapes do not
+            match the configured encoder.
+        ValueError: ``average_layers`` outside ``1..depth + 1`` of the loaded encoder, or an unknown ``pooling``.
+    """
+    if encoder is not None and encoder not in ENCODER_CHOICES:
+        raise ValueError(f"encoder must be one of {ENCODER_CHOICES}, got {encoder!r}")
+    if path is None:
+        from ajepa.pretrained import default_model_path
+
+        path = default_model_path()
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_dir() or path.suffix.lower() in (".safetensors", ".json"):
+        state, cfg = read_export(path)
+        if encoder is not None and encoder != cfg["source_encoder"]:
+            raise CheckpointError(
+                f"{path}: this export holds the {cfg['source_encoder']} encoder, not the {encoder} encoder; "
+                f"export the other one from the training checkpoint with --encoder {encoder}"
+            )
+    else:
+        state, cfg = read_training_checkpoint(path, encoder)
+    readout = cfg["readout"]
+    if readout is None:
+        readout = LEGACY_READOUT
+        if pooling is None or average_layers is None:
+            log.info("%s records no read-out: %s pooling of the final block unless pooling= / average_layers= "
+                     "say otherwise (exports record the recommended read-out)", path, readout["pooling"])
+    try:
+        vit = ViTEncoder(cfg["encoder"])
+        _load_state(vit, state, path)
+        # Weights stored in another float dtype are copied into the module's own float32 parameters.
+        return Embedder(LogMelFrontend(cfg["frontend"]), vit, clip_seconds=cfg["clip_seconds"],
+                        source_encoder=cfg["source_encoder"], device=device, bf16=bf16,
+                        average_layers=readout["average_layers"] if average_layers is None else average_layers,
+                        pooling=readout["pooling"] if pooling is None else pooling)
+    except (ConfigError, AudioInputError) as exc:  # settings that cannot build a working model
+        raise CheckpointError(f"{path}: unusable model settings ({exc})") from None
+
+
+def _load_state(vit: ViTEncoder, state: dict[str, Tensor], path: Path) -> None:
+    expected = vit.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match the configured encoder "
+            f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
+        )
+    for key, ref in expected.items():
+        got = state[key]
+        if not isinstance(got, Tensor) or tuple(got.shape) != tuple(ref.shape):
+            shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+            raise CheckpointError(f"{path}: weight {key!r} has shape {shape}, the config needs {tuple(ref.shape)}")
+        if not got.is_floating_point():
+            raise CheckpointError(f"{path}: weight {key!r} has dtype {got.dtype}, expected a float tensor")
+    vit.load_state_dict(state, strict=True)
+
+
+def embed(
+    wav: AudioSource | Sequence[AudioSource],
+    sr: int | None = None,
+    *,
+    model: Embedder | str | os.PathLike | None = None,
+    pooling: str | None = None,
+    return_frames: bool = False,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    channels_first: bool = False,
+    progress: bool = False,
+) -> Any:
+    """Embed audio with ``model`` (an :class:`Embedder`, a path for :func:`load`, or ``None`` for the shipped
+    default encoder); see :meth:`Embedder.embed`. ``pooling=None`` uses the model's recorded read-out.
+
+    ``device`` applies when ``model`` is a path or ``None``. For repeated calls load once with :func:`load` and pass
+    the Embedder: a path (and the default model) is re-read on every call (no hidden global cache).
+    """
+    if not isinstance(model, Embedder):
+        model = load(model, device=device)
+    elif device is not None and pick_device(device) != model.device:
+        raise ValueError(f"device={device!r} applies to a model path; move the Embedder with .to({str(device)!r})")
+    return model.embed(wav, sr, pooling=pooling, return_frames=return_frames, batch_size=batch_size,
+                       progress=progress, channels_first=channels_first)
