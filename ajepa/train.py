@@ -30,7 +30,16 @@ from ajepa.distributed import env_dist_info
 from ajepa.config import RunConfig, run_config_from_dict
 from ajepa.trainer import TrainResult, train
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def _config_dir() -> Path:
+    """The Hydra configs: the repo's top-level ``configs/`` in a source checkout (or editable install), else the
+    copy an installed wheel carries as ``ajepa/configs/``."""
+    here = Path(__file__).resolve().parent
+    source = here.parent / "configs"
+    return source if (source / "config.yaml").is_file() else here / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
@@ -80,7 +89,7 @@ def summary(result: TrainResult) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra entry: compose -> typed config -> train -> print the outputs."""
     result = train(to_run_config(cfg), HydraConfig.get().runtime.output_dir)

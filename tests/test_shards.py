@@ -18,7 +18,8 @@ from ajepa.data import collate_clips
 from ajepa.data import shard as shard_mod
 from ajepa.data import streaming
 from ajepa.data.shard import main, read_index, verify_shards, write_shards
-from ajepa.data.streaming import ShardedAudioStream, assign_batch_index, assign_shards, iter_tar_samples
+from ajepa.data.streaming import ShardedAudioStream, assign_batch_index, assign_shards
+from ajepa.data.tar_samples import iter_tar_samples
 from ajepa.errors import ConfigError
 
 
