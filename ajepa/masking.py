@@ -36,11 +36,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ajepa.errors import AudioInputError, ConfigError
+from ajepa.errors import ConfigError
+from ajepa.seeding import seed_from
 
 __all__ = [
     "STRATEGIES",
@@ -291,18 +291,13 @@ def _random_equal_subset(mask: Tensor, generator: torch.Generator) -> Tensor:
 def batch_seed(seed: int, batch_index: int) -> int:
     """A 64-bit generator seed that is a hash of (seed, batch_index), free of the collisions of
     ``seed * c + batch_index`` between neighbouring seeds."""
-    if seed < 0 or batch_index < 0:
-        raise ConfigError(f"seed and batch_index must be >= 0, got {seed} and {batch_index}")
-    return int(np.random.SeedSequence([seed, batch_index]).generate_state(1, np.uint64)[0])
+    return seed_from(seed, batch_index, bits=64)
 
 
 class MaskCollator:
-    """DataLoader collate_fn. Samples are dicts {"wav": (N,) float32, "length": int, "batch_index": int}.
-    Masks are a pure function of (seed, batch_index), so they do not depend on num_workers or resume.
-
-    Returns ``{"wav": (B, N) float32, "lengths": (B,) int64, "batch_index": int,
-    "context_idx": (B, N_ctx), "target_idx": (B, K, N_tgt)}``; the curriculum step is the batch index.
-    """
+    """The masks of each training batch: a pure function of ``(seed, batch_index)``, so they do not depend on
+    ``num_workers`` or resume; the curriculum step is the batch index. :class:`ajepa.data.loader.RankMaskCollate`
+    attaches them to collated clips."""
 
     def __init__(self, cfg: MaskingConfig, grid: tuple[int, int], seed: int) -> None:
         self.masker = TimeFrequencyBlockMasker(cfg, grid)
@@ -310,35 +305,6 @@ class MaskCollator:
         batch_seed(self.seed, 0)  # reject a negative seed now, not in a worker
 
     def masks(self, batch_size: int, batch_index: int) -> Masks:
-        """The masks of batch ``batch_index`` (what ``__call__`` attaches), without any audio."""
+        """The masks ``context_idx (B, N_ctx)``, ``target_idx (B, K, N_tgt)`` of batch ``batch_index``."""
         generator = torch.Generator().manual_seed(batch_seed(self.seed, batch_index))
         return self.masker(batch_size, generator, step=batch_index)
-
-    def __call__(self, samples: list[dict]) -> dict:
-        if not samples:
-            raise ValueError("MaskCollator got an empty batch")
-        batch_index = int(samples[0]["batch_index"])
-        for i, s in enumerate(samples):
-            if int(s["batch_index"]) != batch_index:
-                raise ValueError(
-                    f"samples of one batch disagree on batch_index: sample 0 has {batch_index}, "
-                    f"sample {i} has {s['batch_index']}; the sampler must yield one batch_index per batch"
-                )
-        wavs = [torch.as_tensor(s["wav"], dtype=torch.float32) for s in samples]
-        shape = wavs[0].shape
-        for i, wav in enumerate(wavs):
-            if wav.ndim != 1 or wav.shape != shape:
-                raise AudioInputError(
-                    f"samples of batch {batch_index} must be 1-D waveforms of equal length: "
-                    f"sample 0 has shape {tuple(shape)}, sample {i} has {tuple(wav.shape)}"
-                )
-        masks = self.masks(len(samples), batch_index)
-        return {
-            "wav": torch.stack(wavs),
-            "lengths": torch.tensor([int(s["length"]) for s in samples], dtype=torch.int64),
-            "batch_index": batch_index,
-            "context_idx": masks.context_idx,
-            "target_idx": masks.target_idx,
-            # Files a worker's dataset skipped while filling this batch; the trainer reports them at the end.
-            "skipped": [path for s in samples for path in s.get("skipped", [])],
-        }

@@ -13,13 +13,6 @@ from dataclasses import dataclass, field
 import torch
 
 
-def embedding_std(embeddings: torch.Tensor) -> float:
-    """Mean over dimensions of the standard deviation across rows of ``embeddings`` (M, D)."""
-    if embeddings.shape[0] < 2:
-        return 0.0
-    return embeddings.float().std(dim=0).mean().item()
-
-
 def effective_rank(embeddings: torch.Tensor, max_rows: int = 4096) -> float:
     """Effective rank of ``embeddings`` (M, D), between 1 (collapsed) and min(M, D).
 
@@ -54,7 +47,7 @@ class CollapseGuard:
     """
 
     threshold: float = 1.5
-    patience: int = 50
+    patience: int = 20
     abort: bool = False
     _streak: int = field(default=0, init=False, repr=False)
     _warned: bool = field(default=False, init=False, repr=False)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -28,18 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ajepa.distributed import env_dist_info
 from ajepa.config import RunConfig, run_config_from_dict
+from ajepa.paths import config_dir
 from ajepa.trainer import TrainResult, train
 
 
-def _config_dir() -> Path:
-    """The Hydra configs: the repo's top-level ``configs/`` in a source checkout (or editable install), else the
-    copy an installed wheel carries as ``ajepa/configs/``."""
-    here = Path(__file__).resolve().parent
-    source = here.parent / "configs"
-    return source if (source / "config.yaml").is_file() else here / "configs"
-
-
-CONFIG_DIR = _config_dir()
+CONFIG_DIR = config_dir()
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -54,6 +53,7 @@ from ajepa.run_io import (
     warn_config_drift,
     write_plots,
 )
+from ajepa.seeding import seed_from
 from ajepa.runtime import autocast_dtype, cpu_thread_count, cpu_threads, deterministic, maybe_compile
 from ajepa.train_state import StepOutput, TrainState
 
@@ -83,7 +83,7 @@ def build_tokenizer(cfg: RunConfig, device: torch.device) -> AudioTokenizer:
 
 def step_seed(seed: int, rank: int, step: int) -> int:
     """Seed of the global torch RNG during ``step`` on ``rank`` (drop-path and any other in-model sampling)."""
-    return int(np.random.SeedSequence([seed, rank, step, 0x5EED]).generate_state(1, np.uint64)[0] >> 1)
+    return seed_from(seed, rank, step, 0x5EED)
 
 
 # ------------------------------------------------------------------------------------------ the step

@@ -1,6 +1,6 @@
 """Models and baselines behind one small interface (:class:`evals.cache.ClipEmbedder`).
 
-- :class:`LogMelStats`: mean and standard deviation over time of each mel band of the *unnormalised*
+- :class:`LogMelStatsEmbedder`: mean and standard deviation over time of each mel band of the *unnormalised*
   log-mel (the project's own frontend), 2 x 128 = 256 dimensions. A classical, training-free floor.
 - :func:`random_init_embedder`: an encoder of the same size with random weights
   (``ajepa.inference.Embedder.from_config``), the floor that isolates what pretraining adds.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "LogMelStats",
+    "LogMelStatsEmbedder",
     "EmbedderAdapter",
     "random_init_embedder",
     "load_model_embedder",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class LogMelStats:
+class LogMelStatsEmbedder:
     """Per-band mean and std over the valid frames of the unnormalised log-mel -> ``(B, 2 * n_mels)``.
 
     Clips of a batch are zero-padded to the longest one; padded frames are excluded from the statistics
@@ -240,7 +240,7 @@ def resolve_baseline(name: str, main: EmbedderAdapter | None, *, device: str = "
     ``average_layers`` applies to the random encoders; the log-mel statistics have no layers.
     """
     if name == "logmel":
-        return "logmel-stats", LogMelStats(device=device)
+        return "logmel-stats", LogMelStatsEmbedder(device=device)
     if name.startswith("random:"):
         return resolve_model(name, device=device, seed=seed, average_layers=average_layers)
     if name == "random":

@@ -335,13 +335,13 @@ def test_cache_hit_avoids_recomputing_and_tracks_file_changes(tmp_path: Path) ->
 
 
 def test_logmel_stats_ignore_padding_and_batching(tmp_path: Path) -> None:
-    from evals.baselines import LogMelStats
+    from evals.baselines import LogMelStatsEmbedder
 
     rng = np.random.default_rng(4)
     short, long = tmp_path / "short.wav", tmp_path / "long.wav"
     _write(short, _tone(rng, 500.0, seconds=0.2))
     _write(long, _tone(rng, 2500.0, seconds=0.9))
-    stats = LogMelStats()
+    stats = LogMelStatsEmbedder()
     together = stats.embed([str(short), str(long)], batch_size=2, progress=False)
     alone = np.concatenate([stats.embed([str(p)], batch_size=1, progress=False) for p in (short, long)])
     assert together.shape == (2, 256)

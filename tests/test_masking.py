@@ -315,21 +315,27 @@ def samples(batch_index: int, n: int = 4, length: int = 3200) -> list[dict]:
     ]
 
 
+def _collate(cfg: MaskingConfig, grid: tuple[int, int], seed: int):
+    from ajepa.data.loader import RankMaskCollate
+
+    return RankMaskCollate(MaskCollator(cfg, grid, seed))
+
+
 def test_collator_output() -> None:
-    collate = MaskCollator(MaskingConfig(min_context=4), (8, 13), seed=0)
+    collate = _collate(MaskingConfig(min_context=4), (8, 13), seed=0)
     batch_in = samples(3)
     out = collate(batch_in)
     assert out["wav"].shape == (4, 3200) and out["wav"].dtype == torch.float32
     assert torch.equal(out["wav"][2], torch.from_numpy(batch_in[2]["wav"]))
     assert out["lengths"].dtype == torch.int64 and out["lengths"].tolist() == [3200, 3199, 3198, 3197]
     assert out["batch_index"] == 3
-    check_invariants(Masks(out["context_idx"], out["target_idx"]), (8, 13), 4, collate.masker.cfg)
+    check_invariants(Masks(out["context_idx"], out["target_idx"]), (8, 13), 4, collate.collator.masker.cfg)
 
 
 def test_collator_masks_are_a_pure_function_of_seed_and_batch_index() -> None:
     cfg = MaskingConfig(strategy="curriculum", min_context=4)
-    a = MaskCollator(cfg, (8, 32), seed=1)
-    b = pickle.loads(pickle.dumps(MaskCollator(cfg, (8, 32), seed=1)))  # as in a spawned worker
+    a = _collate(cfg, (8, 32), seed=1)
+    b = pickle.loads(pickle.dumps(_collate(cfg, (8, 32), seed=1)))  # as in a spawned worker
     # Different call order (other workers, resume) must not matter.
     first = {i: a(samples(i)) for i in (5, 2, 9)}
     second = {i: b(samples(i)) for i in (9, 5, 2)}
@@ -340,11 +346,11 @@ def test_collator_masks_are_a_pure_function_of_seed_and_batch_index() -> None:
         x["context_idx"], y["context_idx"]
     )
     assert differs(first[5], first[2])
-    assert differs(first[5], MaskCollator(cfg, (8, 32), seed=2)(samples(5)))
+    assert differs(first[5], _collate(cfg, (8, 32), seed=2)(samples(5)))
 
 
 def test_collator_rejects_inconsistent_batches() -> None:
-    collate = MaskCollator(MaskingConfig(min_context=4), (8, 13), seed=0)
+    collate = _collate(MaskingConfig(min_context=4), (8, 13), seed=0)
     mixed = samples(1) + samples(2, n=1)
     with pytest.raises(ValueError, match="batch_index"):
         collate(mixed)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ajepa.monitors import CollapseError, CollapseGuard, effective_rank, embedding_std
+from ajepa.monitors import CollapseError, CollapseGuard, effective_rank
 
 
 def test_effective_rank_extremes():
@@ -13,13 +13,6 @@ def test_effective_rank_extremes():
     assert effective_rank(constant) == 1.0  # centring removes a shared offset
     assert effective_rank(isotropic) > 15.0
     assert effective_rank(torch.zeros(8, 4)) == 1.0
-
-
-def test_embedding_std():
-    x = torch.tensor([[0.0, 0.0], [2.0, 4.0]])
-    # std over rows (unbiased): dim0 sqrt(2), dim1 sqrt(8)
-    assert embedding_std(x) == pytest.approx((2**0.5 + 8**0.5) / 2)
-    assert embedding_std(x[:1]) == 0.0
 
 
 def test_guard_warns_after_patience_and_resets():

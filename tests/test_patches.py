@@ -1,12 +1,33 @@
-"""patchify / unpatchify / grid_shape / valid_tokens: round trip, documented token order, masks."""
+"""patchify / grid_shape / valid_tokens: round trip, documented token order, masks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from torch import Tensor
+
 from ajepa.errors import AudioInputError, ConfigError
-from ajepa.features.patches import grid_shape, patchify, unpatchify, valid_tokens
+from ajepa.features.patches import _check_patch, grid_shape, patchify, valid_tokens
+
+
+
+# The inverse of patchify, for the round trip only (the package never needs it).
+def unpatchify(tokens: Tensor, grid: tuple[int, int], patch: tuple[int, int] = (16, 16)) -> Tensor:
+    """Inverse of :func:`patchify`: ``(B, F_p * T_p, pf * pt)`` -> ``(B, F_p * pf, T_p * pt)`` (padding kept)."""
+    pf, pt = _check_patch(patch)
+    grid_f, grid_t = grid
+    if tokens.ndim != 3 or tokens.shape[1] != grid_f * grid_t or tokens.shape[2] != pf * pt:
+        raise AudioInputError(
+            f"unpatchify expects (B, {grid_f * grid_t}, {pf * pt}) for grid {grid} and patch {patch}, "
+            f"got {tuple(tokens.shape)}"
+        )
+    batch = tokens.shape[0]
+    return (
+        tokens.reshape(batch, grid_t, grid_f, pf, pt)
+        .permute(0, 2, 3, 1, 4)  # (B, F_p, pf, T_p, pt)
+        .reshape(batch, grid_f * pf, grid_t * pt)
+    )
 
 
 def test_grid_shape_rounds_up() -> None:
@@ -66,8 +87,6 @@ def test_valid_tokens_marks_columns() -> None:
 def test_errors() -> None:
     with pytest.raises(AudioInputError):
         patchify(torch.zeros(128, 100))
-    with pytest.raises(AudioInputError):
-        unpatchify(torch.zeros(1, 5, 256), (2, 3))
     with pytest.raises(AudioInputError):
         valid_tokens(torch.ones(1, 100, dtype=torch.bool), (8, 2))
     with pytest.raises(ConfigError):

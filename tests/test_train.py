@@ -63,9 +63,14 @@ def test_relative_data_root_is_made_absolute(tmp_path, monkeypatch):
     assert compose_config(["data.root=audio"]).data.root == str(tmp_path / "audio")
 
 
-@pytest.mark.parametrize("size", sorted(ENCODER_SIZES))
-def test_model_groups_match_encoder_presets(size):
-    assert compose_config([f"model={size}"]).model.encoder == ENCODER_SIZES[size]
+def test_model_presets_are_the_model_configs():
+    from ajepa.paths import config_dir
+
+    assert set(ENCODER_SIZES) == {p.stem for p in (config_dir() / "model").glob("*.yaml")}
+    # The ViT shapes these names promise (ViT-S, ViT-B).
+    small, base = ENCODER_SIZES["small"], ENCODER_SIZES["base"]
+    assert (small.embed_dim, small.depth, small.num_heads, base.embed_dim, base.num_heads) == (384, 12, 6, 768, 12)
+    assert compose_config(["model=tiny"]).model.encoder == ENCODER_SIZES["tiny"]
 
 
 def test_defaults_are_synthetic_mini_jepa():

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import list_audio_files, load_audio
+from ajepa.seeding import seed_from
 
 logger = logging.getLogger(__name__)
 
@@ -298,11 +299,6 @@ def apply_gain(clip: torch.Tensor, gain_db: tuple[float, float] | None, rng: np.
     return clip * gain
 
 
-def _seed_for(*parts: int) -> int:
-    # SeedSequence mixes the tuple so nearby (seed, epoch) pairs give unrelated streams; torch wants one int.
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
-
-
 class BatchIndexSampler(Sampler[list[tuple[int, int]]]):
     """Infinite, resumable, rank-sharded batch sampler.
 
@@ -357,7 +353,7 @@ class BatchIndexSampler(Sampler[list[tuple[int, int]]]):
 
     def epoch_permutation(self, epoch: int) -> torch.Tensor:
         """The shuffled item order of ``epoch``, padded to whole global batches when ``drop_last`` is False."""
-        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch))
+        generator = torch.Generator().manual_seed(seed_from(self.seed, epoch))
         perm = torch.randperm(self.dataset_len, generator=generator)
         needed = self.batches_per_epoch * self.batch_size * self.world_size
         if needed > perm.numel():
@@ -377,16 +373,33 @@ class BatchIndexSampler(Sampler[list[tuple[int, int]]]):
 
 
 def collate_clips(samples: list[dict]) -> dict:
-    """Batch sample dicts without masks (evaluation, feature statistics).
+    """Batch sample dicts (the one collate function; training adds masks, :class:`ajepa.data.RankMaskCollate`).
 
-    Returns ``{"wav": (B, N), "lengths": (B,) int64, "batch_index": int, "paths": list[str],
-    "skipped": list[str]}`` plus ``"labels": (B,) int64`` when the samples carry ``"label"``.
+    Returns ``{"wav": (B, N) float32, "lengths": (B,) int64, "batch_index": int, "paths": list[str | None],
+    "skipped": list[str]}`` plus ``"labels": (B,) int64`` when the samples carry ``"label"``. ``skipped``: files
+    a worker's dataset skipped while filling this batch; the trainer reports them at the end.
+
+    Raises:
+        ValueError: an empty batch, or samples that disagree on ``batch_index`` (the sampler yields one per batch).
+        AudioInputError: waveforms that are not 1-D or not of one length.
     """
+    if not samples:
+        raise ValueError("collate_clips got an empty batch")
+    batch_index = int(samples[0]["batch_index"])
+    for i, s in enumerate(samples):
+        if int(s["batch_index"]) != batch_index:
+            raise ValueError(f"samples of one batch disagree on batch_index: sample 0 has {batch_index}, "
+                             f"sample {i} has {s['batch_index']}; the sampler must yield one batch_index per batch")
+    wavs = [torch.as_tensor(s["wav"], dtype=torch.float32) for s in samples]
+    for i, wav in enumerate(wavs):
+        if wav.ndim != 1 or wav.shape != wavs[0].shape:
+            raise AudioInputError(f"samples of batch {batch_index} must be 1-D waveforms of equal length: "
+                                  f"sample 0 has shape {tuple(wavs[0].shape)}, sample {i} has {tuple(wav.shape)}")
     batch = {
-        "wav": torch.stack([s["wav"] for s in samples]),
-        "lengths": torch.tensor([s["length"] for s in samples], dtype=torch.int64),
-        "batch_index": int(samples[0]["batch_index"]),
-        "paths": [s["path"] for s in samples],
+        "wav": torch.stack(wavs),
+        "lengths": torch.tensor([int(s["length"]) for s in samples], dtype=torch.int64),
+        "batch_index": batch_index,
+        "paths": [s.get("path") for s in samples],
         "skipped": [p for s in samples for p in s.get("skipped", [])],
     }
     if all("label" in s for s in samples):

@@ -2,10 +2,10 @@
 
 from ajepa.features.audio import AUDIO_EXTENSIONS, list_audio_files, load_audio, resample
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
-from ajepa.features.patches import grid_shape, patchify, unpatchify, valid_tokens
+from ajepa.features.patches import grid_shape, patchify, valid_tokens
 from ajepa.features.tokenizer import AudioTokenizer, TokenizedAudio
 
-_STATS_NAMES = ("LogMelStats", "compute_stats", "logmel_stats")
+_STATS_NAMES = ("LogMelStats", "logmel_stats")
 
 
 def __getattr__(name: str):
@@ -24,13 +24,11 @@ __all__ = [
     "LogMelFrontend",
     "LogMelStats",
     "TokenizedAudio",
-    "compute_stats",
     "grid_shape",
     "list_audio_files",
     "load_audio",
     "logmel_stats",
     "patchify",
     "resample",
-    "unpatchify",
     "valid_tokens",
 ]

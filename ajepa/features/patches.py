@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ajepa.errors import AudioInputError, ConfigError
 
-__all__ = ["grid_shape", "patchify", "unpatchify", "valid_tokens"]
+__all__ = ["grid_shape", "patchify", "valid_tokens"]
 
 
 def grid_shape(n_mels: int, num_frames: int, patch: tuple[int, int] = (16, 16)) -> tuple[int, int]:
@@ -41,23 +41,6 @@ def patchify(spec: Tensor, patch: tuple[int, int] = (16, 16)) -> tuple[Tensor, t
         .reshape(batch, grid_t * grid_f, pf * pt)
     )
     return tokens, (grid_f, grid_t)
-
-
-def unpatchify(tokens: Tensor, grid: tuple[int, int], patch: tuple[int, int] = (16, 16)) -> Tensor:
-    """Inverse of :func:`patchify`: ``(B, F_p * T_p, pf * pt)`` -> ``(B, F_p * pf, T_p * pt)`` (padding kept)."""
-    pf, pt = _check_patch(patch)
-    grid_f, grid_t = grid
-    if tokens.ndim != 3 or tokens.shape[1] != grid_f * grid_t or tokens.shape[2] != pf * pt:
-        raise AudioInputError(
-            f"unpatchify expects (B, {grid_f * grid_t}, {pf * pt}) for grid {grid} and patch {patch}, "
-            f"got {tuple(tokens.shape)}"
-        )
-    batch = tokens.shape[0]
-    return (
-        tokens.reshape(batch, grid_t, grid_f, pf, pt)
-        .permute(0, 2, 3, 1, 4)  # (B, F_p, pf, T_p, pt)
-        .reshape(batch, grid_f * pf, grid_t * pt)
-    )
 
 
 def valid_tokens(frame_valid: Tensor, grid: tuple[int, int], patch: tuple[int, int] = (16, 16)) -> Tensor:

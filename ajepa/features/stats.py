@@ -28,7 +28,7 @@ from ajepa.errors import AudioInputError
 from ajepa.features.audio import list_audio_files, load_audio
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 
-__all__ = ["LogMelStats", "compute_stats", "logmel_stats", "main"]
+__all__ = ["LogMelStats", "logmel_stats", "main"]
 
 _log = logging.getLogger(__name__)
 _CHUNK_FRAMES = 6000  # one minute of frames at a time bounds memory for long recordings
@@ -98,16 +98,6 @@ def logmel_stats(
     mean = total / count
     std = math.sqrt(max(total_sq / count - mean * mean, 0.0))
     return LogMelStats(norm_mean=mean, norm_std=std, files=used, skipped=skipped, frames=frames)
-
-
-def compute_stats(
-    files_or_root: str | os.PathLike | Sequence[str | os.PathLike],
-    frontend_cfg: FrontendConfig = FrontendConfig(),
-    max_files: int | None = None,
-) -> tuple[float, float]:
-    """``(mean, std)`` of the unnormalised log-mel over all frames of all readable files."""
-    stats = logmel_stats(files_or_root, frontend_cfg, max_files)
-    return stats.norm_mean, stats.norm_std
 
 
 def main(argv: Sequence[str] | None = None) -> int:

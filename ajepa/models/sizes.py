@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ajepa.errors import ConfigError
+from ajepa.paths import config_dir
 
 
 @dataclass
@@ -66,13 +67,20 @@ def _check_width(owner: str, embed_dim: int, num_heads: int, depth: int, mlp_rat
         raise ConfigError(f"{owner}.mlp_ratio must be > 0, got {mlp_ratio}")
 
 
+def _encoder_presets() -> dict[str, EncoderConfig]:
+    """The encoder of each model preset, read from ``configs/model/<size>.yaml``: the presets' one source, which
+    ``python -m ajepa.train model=<size>`` composes too."""
+    import yaml  # PyYAML, a dependency of hydra-core's omegaconf
+
+    presets = {}
+    for path in sorted((config_dir() / "model").glob("*.yaml")):
+        encoder = dict(yaml.safe_load(path.read_text(encoding="utf-8"))["encoder"])
+        presets[path.stem] = EncoderConfig(**{**encoder, "patch": tuple(encoder.get("patch", (16, 16)))})
+    return presets
+
+
 # Read-only presets: use encoder_config() to get a private copy to modify.
-ENCODER_SIZES: dict[str, EncoderConfig] = {
-    "mini": EncoderConfig(embed_dim=128, depth=4, num_heads=4),
-    "tiny": EncoderConfig(embed_dim=192, depth=12, num_heads=3),
-    "small": EncoderConfig(embed_dim=384, depth=12, num_heads=6),
-    "base": EncoderConfig(embed_dim=768, depth=12, num_heads=12),
-}
+ENCODER_SIZES: dict[str, EncoderConfig] = _encoder_presets()
 
 
 def encoder_config(size: str, **overrides: object) -> EncoderConfig:
