@@ -1,6 +1,6 @@
 """Atomic, pickle-free checkpoint files.
 
-A checkpoint is a dict of tensors and plain Python values (see docs/CONTRACTS.md). Writing goes through a temporary
+A checkpoint is a dict of tensors and plain Python values (:func:`ajepa.run_io.checkpoint_state` lists its keys). Writing goes through a temporary
 file in the same folder, fsync and ``os.replace``, so a run killed mid-write leaves the previous checkpoint intact.
 Reading uses ``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
 """

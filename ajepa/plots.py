@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -106,6 +107,25 @@ def _cells_to_pixels(cells: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
     return np.kron(cells, np.ones(patch, dtype=cells.dtype))
 
 
+def block_outline(cells: np.ndarray) -> np.ndarray:
+    """The outline of the True cells of a ``(F_p, T_p)`` grid as unit segments ``(S, 2, 2)`` of ``(time, freq)``
+    cell coordinates: every edge between a block cell and a non-block cell or the grid's border. Exact on the cell
+    boundaries, so an outline never runs past the grid or misses a block at its edge (as a contour of the pixels
+    did)."""
+    inside = np.pad(np.asarray(cells, dtype=bool), 1)  # a border of outside cells closes blocks at the edge
+    segments = []
+    f_p, t_p = inside.shape[0] - 2, inside.shape[1] - 2
+    for f in range(f_p + 1):  # horizontal edges between rows f-1 and f
+        for t in range(t_p):
+            if inside[f, t + 1] != inside[f + 1, t + 1]:
+                segments.append(((t, f), (t + 1, f)))
+    for t in range(t_p + 1):  # vertical edges between columns t-1 and t
+        for f in range(f_p):
+            if inside[f + 1, t] != inside[f + 1, t + 1]:
+                segments.append(((t, f), (t, f + 1)))
+    return np.asarray(segments, dtype=np.float64).reshape(-1, 2, 2)
+
+
 def plot_masks(spec: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int], context_idx: torch.Tensor,
                target_idx: torch.Tensor, path: str | os.PathLike, *, hop_ms: float = 10.0) -> Path:
     """Three panels: a log-mel spectrogram ``(F, T)``; the part of it the context encoder sees; the target
@@ -148,10 +168,11 @@ def plot_masks(spec: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int]
     for k in range(num_targets):
         colour = colours[k % len(colours)]
         # Blocks may overlap; outline each one's own cells, not the label map (which keeps only the last).
-        block = np.zeros(f_p * t_p)
-        block[target_idx[k].cpu().numpy()] = 1.0
-        pixels = _cells_to_pixels(block.reshape(t_p, f_p).T, patch)
-        axes[2].contour(pixels, levels=[0.5], colors=[colour], linewidths=1.6, extent=extent, origin="lower")
+        block = np.zeros(f_p * t_p, dtype=bool)
+        block[target_idx[k].cpu().numpy()] = True
+        # Cell units -> axes units: a time column is pt frames of hop_ms, a row pf mel bins.
+        segments = block_outline(block.reshape(t_p, f_p).T) * np.array([pt * hop_ms / 1000.0, pf])
+        axes[2].add_collection(LineCollection(segments, colors=[colour], linewidths=1.6))
         handles.append(Patch(facecolor="none", edgecolor=colour, label=f"block {k}"))
     axes[2].legend(handles=handles, loc="upper right", fontsize=7, ncols=min(4, len(handles)))
     axes[2].set_xlabel("time (s)")

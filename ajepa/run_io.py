@@ -1,7 +1,7 @@
 """The files of a run directory: paths, the metrics log, checkpoints, resume and plots.
 
-Everything here reads or writes a run directory (docs/CONTRACTS.md, "Run directory"); the loop that decides
-when is :mod:`ajepa.trainer`.
+Everything here reads or writes a run directory (layout: :class:`RunPaths`); the loop that decides when is
+:mod:`ajepa.trainer`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of a run directory (docs/CONTRACTS.md, "Run directory")."""
+    """The files of a run directory: Hydra's run dir (``outputs/<date>/<time>/`` unless ``hydra.run.dir=``).
+
+    ``checkpoints/last.pt`` (and ``step_XXXXXX.pt`` with ``trainer.keep_step_checkpoints``); ``metrics.jsonl``,
+    one JSON object per logged step (step, loss, lr, wd, momentum, target_std, effective_rank, grad_norm,
+    clips_per_s and the unweighted loss terms ``loss_prediction`` [, ``loss_variance``, ``loss_covariance``]);
+    ``tb/`` (TensorBoard); ``plots/loss.png``, ``plots/rank.png``, ``plots/masks.png``; ``.hydra/config.yaml``.
+    """
 
     root: Path
 
@@ -114,8 +120,13 @@ def format_record(record: dict, max_steps: int) -> str:
 
 def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, batches_per_epoch: int,
                      guard: CollapseGuard) -> dict[str, Any]:
-    """The checkpoint dict of docs/CONTRACTS.md (tensors and plain values only).
+    """The checkpoint dict: tensors and plain Python values only, so ``torch.load(weights_only=True)`` reads it.
 
+    ``{"step", "model": AudioJEPA.state_dict() (keys context_encoder.*, target_encoder.*, predictor.*),
+    "optimizer", "rng": the seeding scheme, "data": {"epoch", "batch_in_epoch", "global_batch_index", "batch_size",
+    "world_size", "accumulate"}, "collapse_guard", "config", "frontend", "encoder", "clip_seconds"}``;
+    :func:`ajepa.checkpoint.save_checkpoint` adds the format and version. No RNG state is stored: every random
+    stream is a function of the seed and a position (:mod:`ajepa.seeding`), so the step resumes a run exactly.
     ``config`` is the effective run config (``asdict(cfg)``: defaults filled in, ``data.root`` absolute and
     the source it implies), which :func:`run_config_from_dict` reads back.
     """

@@ -34,3 +34,4 @@ def test_guard_aborts_when_configured():
     guard.update(1.0, 0)
     with pytest.raises(CollapseError):
         guard.update(1.0, 1)
+
