@@ -18,7 +18,8 @@ from ajepa.data import collate_clips
 from ajepa.data import shard as shard_mod
 from ajepa.data import streaming
 from ajepa.data.shard import main, read_index, verify_shards, write_shards
-from ajepa.data.streaming import ShardedAudioStream, assign_batch_index, assign_shards
+from ajepa.data.loader import assign_batch_index
+from ajepa.data.streaming import ShardedAudioStream, assign_shards
 from ajepa.data.tar_samples import iter_tar_samples
 from ajepa.errors import ConfigError
 
@@ -203,7 +204,7 @@ def shard_set(tmp_path: Path) -> Path:
 def _keys_by_consumer(stream: ShardedAudioStream, num_workers: int, monkeypatch) -> list[list[str]]:
     keys = []
     for worker in range(num_workers):
-        monkeypatch.setattr(streaming, "_worker", lambda w=worker: (w, num_workers))
+        monkeypatch.setattr(streaming, "worker_position", lambda w=worker: (w, num_workers))
         keys.append([item["key"] for item in stream])
     return keys
 

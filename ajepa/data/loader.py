@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ajepa import distributed as D
 from ajepa.config import DataConfig, RunConfig
 from ajepa.data.dataset import AudioClipDataset, BatchIndexSampler, collate_clips, make_loader, single_thread_worker_init
-from ajepa.data.streaming import ShardedAudioStream, assign_batch_index
+from ajepa.data.streaming import ShardedAudioStream, worker_position
+from ajepa.errors import ConfigError
 from ajepa.data.synthetic import SyntheticAudioDataset
 from ajepa.masking import MaskCollator
 
-__all__ = ["RankMaskCollate", "build_dataset", "build_loader"]
+__all__ = ["BatchIndexCollate", "RankMaskCollate", "assign_batch_index", "build_dataset", "build_loader"]
 
 
 def build_dataset(data: DataConfig, sample_rate: int, seed: int, info: D.DistInfo = D.DistInfo()
@@ -71,3 +74,50 @@ def build_loader(cfg: RunConfig, dataset: torch.utils.data.Dataset, grid: tuple[
     sampler = BatchIndexSampler(len(dataset), cfg.data.batch_size, cfg.seed, drop_last=cfg.data.drop_last,
                                 rank=info.rank, world_size=info.world_size, start_batch=start_batch)
     return make_loader(dataset, sampler, collate, workers), max(1, sampler.batches_per_epoch)
+
+
+class BatchIndexCollate:
+    """Collate wrapper that gives each batch of a :class:`ShardedAudioStream` its global ``batch_index``.
+
+    ``batch_index = start + (position // batch_size) * num_workers + worker`` (the samples' logical worker):
+    the batch's place in the DataLoader's round-robin output. Adds ``batch["stream"] = {"worker",
+    "num_workers", "position"}`` (the position after the batch) for :meth:`ShardedAudioStream.mark_consumed`.
+    """
+
+    def __init__(self, collate_fn: Callable[[list[dict]], dict], batch_size: int, start: int = 0) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.collate_fn = collate_fn
+        self.batch_size = batch_size
+        self.start = start
+
+    def __call__(self, samples: list[dict]) -> dict:
+        # The logical worker (see ShardedAudioStream.__iter__), not get_worker_info's id, fixes the turn.
+        worker, num_workers = int(samples[0]["worker"]), worker_position()[1]
+        first = int(samples[0]["position"])
+        positions = [int(s["position"]) for s in samples]
+        if first % self.batch_size or len(samples) != self.batch_size or positions != list(
+            range(first, first + len(samples))
+        ):
+            raise ConfigError(
+                f"a stream batch must be {self.batch_size} consecutive samples starting at a multiple of "
+                f"{self.batch_size}; got positions {positions[:4]}... Give the DataLoader and the "
+                "ShardedAudioStream the same batch_size"
+            )
+        batch_index = self.start + (first // self.batch_size) * num_workers + worker
+        for sample in samples:
+            sample["batch_index"] = batch_index
+        batch = self.collate_fn(samples)
+        batch["stream"] = {"worker": worker, "num_workers": num_workers, "position": first + len(samples)}
+        return batch
+
+
+def assign_batch_index(collate_fn: Callable[[list[dict]], dict], batch_size: int, start: int = 0) -> BatchIndexCollate:
+    """Wrap ``collate_fn`` (e.g. a MaskCollator) for a :class:`ShardedAudioStream` DataLoader.
+
+    Args:
+        collate_fn: receives the samples with ``"batch_index"`` filled in; must return a dict.
+        batch_size: the DataLoader's (and the stream's) batch size.
+        start: added to every batch index (e.g. when switching to the stream mid-training).
+    """
+    return BatchIndexCollate(collate_fn, batch_size, start)

@@ -23,7 +23,7 @@ each batch's ``batch_index``. A map-style dataset gets it from :class:`ajepa.dat
 iterable dataset has no sampler, and its samples cannot know which batch they will land in. With
 ``in_order=True`` (the DataLoader default) and equal per-worker counts, the DataLoader returns worker batches
 strictly round-robin: worker ``w``'s ``k``-th batch is the ``(k * num_workers + w)``-th batch the main process
-sees. :func:`assign_batch_index` wraps the collate function to stamp exactly that number, ``start +
+sees. :func:`ajepa.data.loader.assign_batch_index` wraps the collate function to stamp exactly that number, ``start +
 k * num_workers + w``, with ``k`` taken from the samples' stream position (so it stays right after a resume).
 It equals the global batch count since the start of training, the same on every rank at the same step, as
 with BatchIndexSampler.
@@ -49,7 +49,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
 import numpy as np
@@ -63,9 +63,7 @@ from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import load_audio
 
 __all__ = [
-    "BatchIndexCollate",
     "ShardedAudioStream",
-    "assign_batch_index",
     "assign_shards",
 ]
 
@@ -104,7 +102,7 @@ def _shuffle_buffer(items: Iterable, size: int, rng: np.random.Generator) -> Ite
         yield buffer[int(j)]
 
 
-def _worker() -> tuple[int, int]:
+def worker_position() -> tuple[int, int]:
     """``(worker_id, num_workers)`` of the current DataLoader worker; ``(0, 1)`` in the main process."""
     info = get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
@@ -124,7 +122,7 @@ class ShardedAudioStream(IterableDataset):
     - ``position`` counts this worker's samples since the start of training and ``worker`` is the logical
       worker (the DataLoader worker id, rotated after a resume that stopped mid-round).
 
-    Wrap the DataLoader's collate function with :func:`assign_batch_index` to add the ``batch_index`` that
+    Wrap the DataLoader's collate function with :func:`ajepa.data.loader.assign_batch_index` to add the ``batch_index`` that
     MaskCollator needs. Every random choice of a sample comes from ``(seed, epoch, consumer, index in epoch)``.
 
     Args:
@@ -222,7 +220,7 @@ class ShardedAudioStream(IterableDataset):
 
     # ----------------------------------------------------------------- resume
     def mark_consumed(self, batch: dict) -> None:
-        """Record that the trainer has used ``batch`` (a batch from :func:`assign_batch_index`)."""
+        """Record that the trainer has used ``batch`` (a batch from :func:`ajepa.data.loader.assign_batch_index`)."""
         info = batch["stream"]
         workers = int(info["num_workers"])
         if self._num_workers != workers:
@@ -294,7 +292,7 @@ class ShardedAudioStream(IterableDataset):
 
     # ----------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[dict]:
-        physical, num_workers = _worker()
+        physical, num_workers = worker_position()
         per_epoch = self.samples_per_epoch(num_workers)
         consumers = self.world_size * num_workers
         if self._positions and self._num_workers != num_workers and self._strict:
@@ -417,50 +415,3 @@ class ShardedAudioStream(IterableDataset):
         wav = load_audio(data.mean(axis=1), sr=sr, target_sr=self.sample_rate)[: self.clip_samples]
         wav, length = pad_clip(wav, self.clip_samples)
         return wav.contiguous(), length
-
-
-class BatchIndexCollate:
-    """Collate wrapper that gives each batch of a :class:`ShardedAudioStream` its global ``batch_index``.
-
-    ``batch_index = start + (position // batch_size) * num_workers + worker`` (the samples' logical worker):
-    the batch's place in the DataLoader's round-robin output. Adds ``batch["stream"] = {"worker",
-    "num_workers", "position"}`` (the position after the batch) for :meth:`ShardedAudioStream.mark_consumed`.
-    """
-
-    def __init__(self, collate_fn: Callable[[list[dict]], dict], batch_size: int, start: int = 0) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        self.collate_fn = collate_fn
-        self.batch_size = batch_size
-        self.start = start
-
-    def __call__(self, samples: list[dict]) -> dict:
-        # The logical worker (see ShardedAudioStream.__iter__), not get_worker_info's id, fixes the turn.
-        worker, num_workers = int(samples[0]["worker"]), _worker()[1]
-        first = int(samples[0]["position"])
-        positions = [int(s["position"]) for s in samples]
-        if first % self.batch_size or len(samples) != self.batch_size or positions != list(
-            range(first, first + len(samples))
-        ):
-            raise ConfigError(
-                f"a stream batch must be {self.batch_size} consecutive samples starting at a multiple of "
-                f"{self.batch_size}; got positions {positions[:4]}... Give the DataLoader and the "
-                "ShardedAudioStream the same batch_size"
-            )
-        batch_index = self.start + (first // self.batch_size) * num_workers + worker
-        for sample in samples:
-            sample["batch_index"] = batch_index
-        batch = self.collate_fn(samples)
-        batch["stream"] = {"worker": worker, "num_workers": num_workers, "position": first + len(samples)}
-        return batch
-
-
-def assign_batch_index(collate_fn: Callable[[list[dict]], dict], batch_size: int, start: int = 0) -> BatchIndexCollate:
-    """Wrap ``collate_fn`` (e.g. a MaskCollator) for a :class:`ShardedAudioStream` DataLoader.
-
-    Args:
-        collate_fn: receives the samples with ``"batch_index"`` filled in; must return a dict.
-        batch_size: the DataLoader's (and the stream's) batch size.
-        start: added to every batch index (e.g. when switching to the stream mid-training).
-    """
-    return BatchIndexCollate(collate_fn, batch_size, start)
