@@ -168,7 +168,8 @@ def _load_inference(path: str | os.PathLike, encoder: str | None, device: str, a
     only encoder (an MAE run's context encoder), and the one encoder of an export."""
     from ajepa.inference import load
 
-    return load(path, encoder=encoder, device=device, average_layers=average_layers)
+    # fp32 always: the figures must not depend on whether this CPU computes bf16 natively.
+    return load(path, encoder=encoder, device=device, average_layers=average_layers, bf16=False)
 
 
 def load_model_embedder(path: str | os.PathLike, *, encoder: str | None = "target", device: str = "cpu",

@@ -19,7 +19,14 @@ from ajepa.errors import AudioInputError, CheckpointError, ConfigError
 from ajepa.cli.export import main as export_cli
 from ajepa.features.logmel import FrontendConfig
 from ajepa.features.patches import patchify, valid_tokens
-from ajepa.inference import Embedder, load
+from ajepa.inference import Embedder
+from ajepa.inference import load as load_auto
+
+
+def load(*args, **kwargs) -> Embedder:
+    """``ajepa.load`` in plain fp32 (exact comparisons); ``load_auto`` keeps the library default."""
+    kwargs.setdefault("bf16", False)
+    return load_auto(*args, **kwargs)
 from ajepa.models import ENCODER_SIZES, AudioJEPA, PredictorConfig
 from ajepa.objectives import ObjectiveConfig
 
@@ -188,16 +195,16 @@ def test_embed_and_load_without_model_use_the_shipped_default(model, exported):
     import ajepa.cli.embed  # noqa: F401  (the CLI module must not shadow the function ajepa.embed)
     from ajepa.pretrained import DEFAULT_MODEL_DIR
 
-    default = load(device="cpu")
+    default = load_auto(device="cpu")
     assert default.pooling == "freqcat+std" and default.average_layers == default.encoder_config.depth + 1
     wav = _tone(0.5)
     got = ajepa.embed(wav, SR, device="cpu")
     assert got.shape == (default.pooled_dim("freqcat+std"),) and np.isfinite(got).all()
     np.testing.assert_array_equal(got, default.embed(wav, SR))
-    np.testing.assert_array_equal(got, load(DEFAULT_MODEL_DIR, device="cpu").embed(wav, SR))
+    np.testing.assert_array_equal(got, load_auto(DEFAULT_MODEL_DIR, device="cpu").embed(wav, SR))
     assert ajepa.embed(wav, SR, device="cpu", pooling="mean").shape == (default.embed_dim,)  # explicit wins
     np.testing.assert_array_equal(ajepa.embed(wav, SR, model=exported, device="cpu", pooling="mean+max"),
-                                  load(exported, device="cpu").embed(wav, SR, pooling="mean+max"))
+                                  load_auto(exported, device="cpu").embed(wav, SR, pooling="mean+max"))
 
 
 def test_shipped_default_weights_are_small_float16_safetensors():
@@ -376,7 +383,7 @@ def test_cli_folder_with_corrupt_file(exported, model, tmp_path):
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     out = tmp_path / "emb.npz"
     rc = embed_cli([str(folder), str(tmp_path / "missing.wav"), "--model", str(exported), "--out", str(out),
-                    "--frames", "--device", "cpu", "--batch-size", "2", "--no-progress", "--pooling", "mean",
+                    "--frames", "--device", "cpu", "--fp32", "--batch-size", "2", "--no-progress", "--pooling", "mean",
                     "--average-layers", "1"])
     assert rc == 0
     with np.load(out, allow_pickle=False) as npz:
@@ -493,7 +500,7 @@ def test_average_layers_embeds_the_mean_of_the_last_blocks(ckpt, model, exported
     clip = tmp_path / "a.wav"
     sf.write(clip, wav, SR)
     out = tmp_path / "avg.npz"
-    argv = [str(clip), "--model", str(exported), "--out", str(out), "--device", "cpu", "--no-progress"]
+    argv = [str(clip), "--model", str(exported), "--out", str(out), "--device", "cpu", "--no-progress", "--fp32"]
     assert embed_cli([*argv, "--average-layers", "all"]) == 0
     with np.load(out, allow_pickle=False) as npz:
         np.testing.assert_allclose(npz["embeddings"][0], every.embed(clip), atol=1e-6)
@@ -522,3 +529,25 @@ def test_export_without_a_recorded_readout_keeps_mean_pooling_and_says_so(export
     (old / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="readout"):
         load(old, device="cpu")
+
+
+def test_auto_bf16_follows_the_cpu_and_stays_within_cosine_0999_of_fp32():
+    from ajepa.runtime import cpu_has_native_bf16
+
+    auto = load_auto(device="cpu")
+    assert auto.bf16 == "auto" and auto.uses_bf16() == cpu_has_native_bf16()
+    assert not auto.uses_bf16(torch.device("meta"))  # neither CUDA nor CPU (e.g. MPS): always fp32
+    fp32 = load_auto(device="cpu", bf16=False)
+    bf16 = load_auto(device="cpu", bf16=True)  # forced, so the closeness is checked on every CPU
+    assert not fp32.uses_bf16() and bf16.uses_bf16()
+    rng = np.random.default_rng(0)
+    clips = [_tone(s, freq=f) + rng.standard_normal(int(s * SR)).astype(np.float32) * 0.05
+             for s, f in ((0.4, 300.0), (1.0, 880.0), (3.3, 150.0))]
+    a, b = fp32.embed(clips, SR), bf16.embed(clips, SR)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() >= 0.999, cos
+    assert not np.array_equal(a, b)  # bf16 really ran
+    with pytest.raises(ValueError, match="bf16"):
+        load_auto(device="cpu", bf16="yes")
+    # The random baselines of the evaluations are fp32 whatever the CPU.
+    assert not Embedder.from_config(ENCODER_SIZES["mini"], clip_seconds=CLIP_SECONDS, device="cpu").uses_bf16()

@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="embed with the mean of the encoder's last K hidden states, 'all' for every block "
                              "and the patch embedding (default: the model's recorded read-out; 1, the final "
                              "output, for files that record none; see ajepa.inference)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, or CPUs with AMX/AVX512-BF16)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", dest="bf16", action="store_const", const=True, default="auto",
+                           help="bfloat16 autocast everywhere (default: on CUDA and on CPUs with native bf16 only)")
+    precision.add_argument("--fp32", dest="bf16", action="store_const", const=False, help="plain float32")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.batch_size < 1:

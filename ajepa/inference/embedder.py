@@ -30,6 +30,7 @@ from ajepa.inference.windows import ClipState, WindowPlan
 from ajepa.model_files import EXPORT_FORMAT, EXPORT_VERSION, write_export
 from ajepa.models.sizes import EncoderConfig
 from ajepa.models.vit import ViTEncoder
+from ajepa.runtime import cpu_has_native_bf16
 
 __all__ = ["Embedder", "pick_device"]
 
@@ -60,9 +61,12 @@ class Embedder:
             (1: the final output, the default; see "Layers" in the module docstring). Given as an int in
             ``1..depth + 1`` or ``"all"`` (``depth + 1``: every block and the patch embedding); stored as the int.
         pooling: the clip pooling :meth:`embed` uses when none is given (an exported model's recorded read-out).
-        bf16: run the encoder under bfloat16 autocast on CUDA or CPU (faster on GPUs and on CPUs with AMX /
-            AVX512-BF16, slower on older CPUs; about 1e-2 relative deviation); ignored on MPS. Off by default so
-            that results are plain float32.
+        bf16: run the encoder under bfloat16 autocast: ``True``, ``False`` or ``"auto"`` (the default of
+            :func:`ajepa.load`): bf16 on CUDA and on CPUs that compute bf16 natively (AVX512-BF16, AMX), where
+            it was measured 2.1-2.4x faster than fp32 for tiny and small encoders (docs/BENCHMARKS.md), fp32 on
+            other CPUs (where emulated bf16 is slower) and on MPS. Clip embeddings stay within cosine 0.999 of
+            fp32 (``tests/test_inference.py``). :meth:`from_config` (random baselines) and the evaluations use
+            fp32, so that their figures do not depend on the CPU.
     """
 
     def __init__(
@@ -73,7 +77,7 @@ class Embedder:
         clip_seconds: float,
         source_encoder: str = "target",
         device: str | torch.device | None = None,
-        bf16: bool = False,
+        bf16: bool | str = "auto",
         average_layers: int | str = 1,
         pooling: str = "mean",
     ) -> None:
@@ -88,6 +92,8 @@ class Embedder:
         self.embed_dim = int(self.encoder_config.embed_dim)
         self.patch: tuple[int, int] = tuple(self.encoder_config.patch)  # type: ignore[assignment]
         self.source_encoder = source_encoder
+        if bf16 not in (True, False, "auto"):
+            raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
         self.bf16 = bf16
         self.average_layers = resolve_average_layers(average_layers, self.encoder_config.depth)
         self.clip_seconds = float(clip_seconds)
@@ -118,12 +124,21 @@ class Embedder:
             torch.manual_seed(seed)
             vit = ViTEncoder(encoder)
         return cls(LogMelFrontend(frontend), vit, clip_seconds=clip_seconds, source_encoder="random", device=device,
-                   average_layers=average_layers)
+                   average_layers=average_layers, bf16=False)
 
     @property
     def frontend(self) -> LogMelFrontend:
         """The :class:`LogMelFrontend` (normalisation statistics of the training data included)."""
         return self.tokenizer.frontend
+
+    def uses_bf16(self, device: torch.device | None = None) -> bool:
+        """Whether the encoder runs under bf16 autocast on ``device`` (default: where it is now)."""
+        device = self.device if device is None else device
+        if device.type not in ("cuda", "cpu"):
+            return False
+        if self.bf16 == "auto":
+            return device.type == "cuda" or cpu_has_native_bf16()
+        return bool(self.bf16)
 
     def to(self, device: str | torch.device) -> "Embedder":
         """Move the model to ``device`` (in place) and return ``self``."""
@@ -183,7 +198,7 @@ class Embedder:
         e = self.encoder_config
         return (f"Embedder(D={e.embed_dim}, depth={e.depth}, patch={self.patch}, clip_seconds={self.clip_seconds}, "
                 f"sample_rate={self.sample_rate}, encoder={self.source_encoder!r}, pooling={self.pooling!r}, "
-                f"average_layers={self.average_layers}, device={self.device})")
+                f"average_layers={self.average_layers}, bf16={self.uses_bf16()}, device={self.device})")
 
     # ------------------------------------------------------------------ embedding
     def embed(
@@ -290,7 +305,7 @@ class Embedder:
         for i, (_, _, x) in enumerate(items):
             batch[i, : len(x)] = x
         tok = self.tokenizer(batch.to(device), lengths)
-        amp = (torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 and device.type in ("cuda", "cpu")
+        amp = (torch.autocast(device.type, dtype=torch.bfloat16) if self.uses_bf16(device)
                else contextlib.nullcontext())
         with amp:
             out = self.encoder.forward_layers(tok.tokens, tok.grid, self.average_layers)

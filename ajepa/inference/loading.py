@@ -30,7 +30,7 @@ def load(
     *,
     encoder: str | None = None,
     device: str | torch.device | None = None,
-    bf16: bool = False,
+    bf16: bool | str = "auto",
     average_layers: int | str | None = None,
     pooling: str | None = None,
 ) -> Embedder:
@@ -46,7 +46,8 @@ def load(
             ``"context"``. ``None`` takes the target encoder, or the only encoder the file holds (an MAE run's
             context encoder, an export's one encoder); naming an encoder that is not there is an error.
         device: where to run; ``None`` picks CUDA, then MPS, then CPU.
-        bf16: bfloat16 autocast for the encoder on CUDA/CPU (see :class:`Embedder`).
+        bf16: bfloat16 autocast for the encoder: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, where it
+            is faster), ``True`` or ``False`` (see :class:`Embedder`).
         average_layers: embed with the mean of the encoder's last ``average_layers`` hidden states, an int in
             ``1..depth + 1`` or ``"all"`` (see :class:`Embedder`). ``None``: the model's recorded read-out.
         pooling: the default clip pooling of :meth:`Embedder.embed`. ``None``: the model's recorded read-out.
