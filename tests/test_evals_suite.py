@@ -217,3 +217,26 @@ def test_leave_one_corpus_out_members_resolve_per_task_and_report_exposure(tmp_p
     # a typo in the template is caught before any work, naming the member it produced
     bad = _argv(tmp_path, f"jepa={tmp_path / 'loco_{holdout}_typo.pt'}", tasks="esc10", probe="knn")
     assert suite.main(bad, resolve=resolve) == 2
+
+
+def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys):
+    import json
+
+    from evals.scaling_plot import main as scaling_plot
+
+    def report(path, method, accuracies):
+        members = [{"member": f"m{i}", "accuracy": a} for i, a in enumerate(accuracies)]
+        path.write_text(json.dumps({"results": {"esc50": {method: {"members": members}}}}))
+        return path
+
+    base = report(tmp_path / "base.json", "random", [0.50, 0.52])
+    short = report(tmp_path / "short.json", "jepa", [0.55, 0.57])
+    long = report(tmp_path / "long.json", "jepa", [0.60])
+    out = tmp_path / "curve.png"
+    assert scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"100={short}:jepa",
+                         "--point", f"400={long}:jepa", "--seconds-per-step", "0.6", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| 100 | 1 | 2 | 56.0 ± 1.4 | +5.0 |" in table and "| 400 | 4 | 1 | 60.0 | +9.0 |" in table
+    assert out.stat().st_size > 0
+    with pytest.raises(KeyError, match="no 'mae'"):
+        scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"1={short}:mae", "--out", str(out)])

@@ -1,0 +1,95 @@
+"""Plot a scaling curve from suite reports: an encoder's accuracy minus a baseline's, against training steps.
+
+    python -m evals.scaling_plot --task esc50 --baseline reports/loco_s0/results.json:random \
+        --point 1600=reports/loco_s0/results.json:jepa --point 1600=reports/loco_s1_esc/results.json:jepa \
+        --point 3200=reports/scr4c/results.json:steps3200 --seconds-per-step 0.218 --out docs/img/scaling_esc.png
+
+Each ``--point STEPS=RESULTS_JSON:METHOD`` adds every member (seed) of that method in that report at ``STEPS``;
+several points may share a step count. The baseline is the mean of its members; its seed std is drawn as a band
+around zero. ``--seconds-per-step`` adds a second axis in training minutes. Prints the table it plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def member_accuracies(path: str | Path, task: str, method: str) -> list[float]:
+    """Per-member accuracies (%) of ``method`` on ``task`` in a suite ``results.json``."""
+    results = json.loads(Path(path).read_text(encoding="utf-8"))["results"]
+    if task not in results or method not in results[task]:
+        raise KeyError(f"{path}: no {method!r} on {task!r} (methods: {sorted(results.get(task, {}))})")
+    return [100.0 * m["accuracy"] for m in results[task][method]["members"]]
+
+
+def _split_source(text: str) -> tuple[str, str]:
+    path, _, method = text.rpartition(":")
+    if not path or not method:
+        raise argparse.ArgumentTypeError(f"expected RESULTS_JSON:METHOD, got {text!r}")
+    return path, method
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, read the reports, print the table and write the plot."""
+    p = argparse.ArgumentParser(prog="python -m evals.scaling_plot", description=__doc__.splitlines()[0])
+    p.add_argument("--task", required=True)
+    p.add_argument("--baseline", required=True, help="RESULTS_JSON:METHOD of the baseline (e.g. random)")
+    p.add_argument("--point", action="append", required=True, help="STEPS=RESULTS_JSON:METHOD (repeatable)")
+    p.add_argument("--seconds-per-step", type=float, default=None, help="adds training minutes to the table/plot")
+    p.add_argument("--label", default="JEPA minus random")
+    p.add_argument("--out", required=True, help="PNG to write")
+    args = p.parse_args(argv)
+
+    base_path, base_method = _split_source(args.baseline)
+    base = member_accuracies(base_path, args.task, base_method)
+    base_mean = statistics.fmean(base)
+    base_std = statistics.stdev(base) if len(base) > 1 else 0.0
+    points: dict[int, list[float]] = defaultdict(list)
+    for spec in args.point:
+        steps, _, source = spec.partition("=")
+        path, method = _split_source(source)
+        points[int(steps)] += member_accuracies(path, args.task, method)
+    steps = sorted(points)
+    print(f"{args.task}: baseline {base_mean:.1f} ± {base_std:.1f} ({len(base)} members)")
+    print("| steps | minutes | members | accuracy | minus baseline |")
+    print("|---:|---:|---:|---:|---:|")
+    for s in steps:
+        acc = points[s]
+        minutes = f"{s * args.seconds_per_step / 60:.0f}" if args.seconds_per_step else "-"
+        spread = f" ± {statistics.stdev(acc):.1f}" if len(acc) > 1 else ""
+        print(f"| {s} | {minutes} | {len(acc)} | {statistics.fmean(acc):.1f}{spread} | "
+              f"{statistics.fmean(acc) - base_mean:+.1f} |")
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.axhspan(-base_std, base_std, color="0.85", label=f"baseline seed std ({len(base)} seeds)")
+    ax.axhline(0.0, color="0.4", linewidth=0.8)
+    for s in steps:
+        ax.scatter([s] * len(points[s]), [a - base_mean for a in points[s]], color="tab:blue", s=18, zorder=3)
+    ax.plot(steps, [statistics.fmean(points[s]) - base_mean for s in steps], color="tab:blue", marker="o",
+            label=f"{args.label} (mean of seeds)")
+    ax.set(xscale="log", xlabel="training steps (batch 32)", ylabel="accuracy difference (points)",
+           title=f"{args.task}: pretraining held out")
+    ax.set_xticks(steps, [str(s) for s in steps])
+    if args.seconds_per_step:
+        sec = ax.secondary_xaxis("top", functions=(lambda x: x * args.seconds_per_step / 60,
+                                                   lambda m: m * 60 / args.seconds_per_step))
+        sec.set_xlabel("minutes on 2 CPU cores")
+    ax.legend(fontsize=8, loc="best")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig).print_png(str(out))
+    print(f"plot: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
