@@ -125,12 +125,7 @@ def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
             a named encoder that the checkpoint does not hold.
     """
     path = Path(path)
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # torch.load can fail in more ways than checkpoint.py lists; never leak a stack
-        raise CheckpointError(f"{path}: not a readable ajepa checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = load_checkpoint(path)  # every way of failing is a CheckpointError there
     model = ckpt.get("model")
     if not isinstance(model, dict):
         raise CheckpointError(f"{path}: checkpoint has no 'model' state_dict")

@@ -1,6 +1,7 @@
 """Training data: the embedded synthetic corpus, audio-file clip datasets and the resumable batch sampler."""
 
-from ajepa.data.dataset import AudioClipDataset, BatchIndexSampler, collate_clips, make_loader
+from ajepa.data.dataset import AudioClipDataset, collate_clips, make_loader
+from ajepa.data.sampler import BatchIndexSampler
 from ajepa.data.synthetic import (
     CLASS_NAMES,
     NUM_CLASSES,

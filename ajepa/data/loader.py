@@ -8,7 +8,8 @@ import torch
 
 from ajepa import distributed as D
 from ajepa.config import DataConfig, RunConfig
-from ajepa.data.dataset import AudioClipDataset, BatchIndexSampler, collate_clips, make_loader, single_thread_worker_init
+from ajepa.data.dataset import AudioClipDataset, collate_clips, make_loader, single_thread_worker_init
+from ajepa.data.sampler import BatchIndexSampler
 from ajepa.data.streaming import ShardedAudioStream, worker_position
 from ajepa.errors import ConfigError
 from ajepa.data.synthetic import SyntheticAudioDataset

@@ -71,7 +71,7 @@ class AudioJEPA(nn.Module):
             extra, extra_terms = self.regulariser(z, valid)
             loss = loss + extra
             terms.update(extra_terms)
-        monitored = targets if self.target_encoder is not None else z
+        monitored = self.objective.monitored(targets, z)
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
             "loss": loss,

@@ -23,6 +23,10 @@ class JEPAObjective(nn.Module):
         """The predictor regresses encoder features."""
         return embed_dim
 
+    def monitored(self, targets: Tensor, context: Tensor) -> Tensor:
+        """What the collapse monitors watch: the targets ``(B, K, N_tgt, D)``, the representation being learned."""
+        return targets
+
     def targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
                 target_encoder: ViTEncoder | None) -> Tensor:
         """``tokens (B, N, P)``, ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, D)``; call under ``no_grad``."""

@@ -22,6 +22,10 @@ class MAEObjective(nn.Module):
         """The predictor (a decoder here) regresses patches."""
         return patch_dim
 
+    def monitored(self, targets: Tensor, context: Tensor) -> Tensor:
+        """What the collapse monitors watch: the context features ``(B, N_ctx, D)`` (the targets are patches)."""
+        return context
+
     def targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
                 target_encoder: ViTEncoder | None) -> Tensor:
         """``tokens (B, N, P)``, ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, P)``."""
