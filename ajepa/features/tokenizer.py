@@ -60,9 +60,16 @@ class AudioTokenizer:
         centre_samples = (cols.double() * pt + (pt - 1) / 2) * self.hop_samples + self.win_samples / 2
         return centre_samples / self.sample_rate
 
-    def __call__(self, wav: Tensor, lengths: Tensor | None = None) -> TokenizedAudio:
+    def spectrogram(self, wav: Tensor) -> Tensor:
+        """``wav (B, N)`` -> the float32 log-mel ``(B, F, T)`` (what :meth:`from_spec` takes, e.g. augmented)."""
         with torch.autocast(wav.device.type, enabled=False):
-            spec = self.frontend(wav.float())
+            return self.frontend(wav.float())
+
+    def __call__(self, wav: Tensor, lengths: Tensor | None = None) -> TokenizedAudio:
+        return self.from_spec(self.spectrogram(wav), lengths)
+
+    def from_spec(self, spec: Tensor, lengths: Tensor | None = None) -> TokenizedAudio:
+        """Tokens of a log-mel ``(B, F, T)`` computed by :meth:`spectrogram`; ``lengths`` in samples as above."""
         tokens, grid = patchify(spec, self.patch)
         valid = None
         if lengths is not None:

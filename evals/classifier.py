@@ -1,0 +1,183 @@
+"""A fine-tuned audio classifier: the pretrained front end and encoder plus a linear head, saved and used to label files.
+
+    from evals.classifier import load_classifier, predict_files
+    model, labels = load_classifier("ft_model/")                      # model.safetensors + config.json
+    for result in predict_files(model, labels, ["dog.wav"], top_k=3):  # per file and per window: top-k
+        print(result["path"], result["top"])
+
+or from the command line: ``python -m evals.predict ft_model/ dog.wav clips/ --top-k 3``.
+
+The files are pickle-free like the encoder exports: ``model.safetensors`` holds the encoder (``encoder.*``, keys as
+in ``ViTEncoder``) and the head (``head.*``); ``config.json`` holds ``format`` (``"ajepa-classifier"``),
+``version``, ``frontend``, ``encoder``, ``clip_seconds``, ``labels`` and ``pooling``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ajepa.errors import CheckpointError
+from ajepa.features.logmel import FrontendConfig, LogMelFrontend
+from ajepa.features.tokenizer import AudioTokenizer
+from ajepa.inference.windows import WindowPlan
+from ajepa.io import atomic_write
+from ajepa.models.sizes import EncoderConfig
+from ajepa.models.vit import ViTEncoder
+
+__all__ = ["CLASSIFIER_FORMAT", "AudioClassifier", "load_classifier", "predict_files", "save_classifier"]
+
+CLASSIFIER_FORMAT = "ajepa-classifier"
+CLASSIFIER_VERSION = 1
+
+
+class AudioClassifier(nn.Module):
+    """``forward(wav (B, N), lengths (B,), keep_idx (B, M) | None, spec (B, F, T) | None) -> logits (B, C)``.
+
+    The encoder's final tokens are mean-pooled over the tokens that hold audio (and, when ``keep_idx`` is given,
+    were kept by token dropping), standardised by a batch norm without affine parameters (MAE's linear-probe head:
+    the pooled features of any initialisation differ from clip to clip by a small part of their scale, which a
+    layer norm keeps small and the head then learns slowly) and mapped by a linear head. ``spec`` lets the caller pass an
+    augmented log-mel of the same batch (:meth:`AudioTokenizer.spectrogram` of ``wav``).
+    """
+
+    def __init__(self, frontend: LogMelFrontend, encoder: ViTEncoder, num_classes: int, clip_seconds: float) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+        self.clip_seconds = float(clip_seconds)
+        self.tokenizer = AudioTokenizer(frontend, encoder.cfg.patch)
+        self.norm = nn.BatchNorm1d(encoder.cfg.embed_dim, affine=False)
+        self.head = nn.Linear(encoder.cfg.embed_dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)  # small logits at the start: a calm first epoch
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def forward(self, wav: Tensor, lengths: Tensor, keep_idx: Tensor | None = None,
+                spec: Tensor | None = None) -> Tensor:
+        tok = self.tokenizer.from_spec(self.tokenizer.spectrogram(wav) if spec is None else spec, lengths)
+        valid = tok.valid
+        if keep_idx is not None:
+            valid = valid.gather(1, keep_idx)
+        h = self.encoder(tok.tokens, tok.grid, keep_idx=keep_idx)  # (B, M, D)
+        w = valid.to(h.dtype)[..., None]
+        pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return self.head(self.norm(pooled))
+
+
+def classifier_from_embedder(embedder: Any, num_classes: int, *, drop_path: float = 0.0) -> AudioClassifier:
+    """A classifier around an :class:`ajepa.inference.Embedder`'s front end and encoder (copied, trainable), with
+    ``drop_path`` set on the encoder's blocks."""
+    enc_cfg = replace(embedder.encoder_config, drop_path=float(drop_path))
+    encoder = ViTEncoder(enc_cfg)
+    encoder.load_state_dict(embedder.encoder.state_dict())
+    frontend = LogMelFrontend(embedder.frontend_config)
+    return AudioClassifier(frontend, encoder, num_classes, embedder.clip_seconds)
+
+
+def save_classifier(model: AudioClassifier, labels: Sequence[str], out: str | os.PathLike) -> Path:
+    """Write ``out/model.safetensors`` and ``out/config.json`` (atomically); return the folder."""
+    from safetensors.torch import save_file
+
+    if len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels for a head of {model.num_classes} classes")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    state.update({f"norm.{k}": v for k, v in model.norm.state_dict().items()})
+    state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    tensors = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
+               for k, v in state.items()}
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    encoder = asdict(replace(model.encoder.cfg, drop_path=0.0))
+    encoder["patch"] = list(encoder["patch"])
+    config = {"format": CLASSIFIER_FORMAT, "version": CLASSIFIER_VERSION, "frontend": asdict(model.frontend.cfg),
+              "encoder": encoder, "clip_seconds": model.clip_seconds, "labels": list(labels), "pooling": "mean"}
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return out
+
+
+def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[AudioClassifier, list[str]]:
+    """A saved classifier in eval mode and its label names.
+
+    Raises:
+        CheckpointError: a missing folder or file, another format, or weights that do not fit the config.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg_path, weights = path / "config.json", path / "model.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise CheckpointError(f"{path}: not a saved classifier (needs config.json and model.safetensors)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: unreadable ({exc})") from None
+    if cfg.get("format") != CLASSIFIER_FORMAT:
+        raise CheckpointError(f"{cfg_path}: not an ajepa classifier (format {cfg.get('format')!r})")
+    labels = [str(x) for x in cfg["labels"]]
+    enc = dict(cfg["encoder"])
+    enc["patch"] = tuple(enc["patch"])
+    model = AudioClassifier(LogMelFrontend(FrontendConfig(**cfg["frontend"])), ViTEncoder(EncoderConfig(**enc)),
+                            len(labels), cfg["clip_seconds"])
+    state = load_file(str(weights), device="cpu")
+    groups = {"encoder": model.encoder, "norm": model.norm, "head": model.head}
+    try:
+        for name, module in groups.items():
+            module.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights}: weights do not fit the config ({exc})") from None
+    return model.to(device).eval(), labels
+
+
+@torch.inference_mode()
+def predict_files(model: AudioClassifier, labels: Sequence[str], files: Sequence[str | os.PathLike], *,
+                  top_k: int = 3, batch_size: int = 32) -> list[dict]:
+    """Top-``k`` labels with probabilities for each file, and per window of the model's ``clip_seconds``.
+
+    Long files are cut into the same half-overlapping windows as embeddings (:class:`WindowPlan`); a file's
+    probabilities are the mean of its windows'. Returns ``[{"path", "top": [(label, p), ...], "windows":
+    [{"start_s", "end_s", "top"}, ...]}, ...]`` in input order.
+    """
+    from ajepa.features.audio import load_audio
+
+    plan = WindowPlan(model.tokenizer, model.clip_seconds)
+    device = next(model.parameters()).device
+    k = max(1, min(int(top_k), len(labels)))
+    results = []
+    for path in files:
+        wav = load_audio(path, target_sr=model.tokenizer.sample_rate)
+        windows = [x for _, _, x in plan.cut(wav, 0)]
+        probs = []
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size]
+            lengths = torch.tensor([len(x) for x in chunk])
+            batch = torch.zeros(len(chunk), plan.clip_samples)
+            for j, x in enumerate(chunk):
+                batch[j, :len(x)] = x
+            probs.append(model(batch.to(device), lengths.to(device)).softmax(-1).cpu())
+        p = torch.cat(probs)
+        sr = model.tokenizer.sample_rate
+
+        def top(row: Tensor) -> list[tuple[str, float]]:
+            values, idx = row.topk(k)
+            return [(labels[int(i)], float(v)) for v, i in zip(values, idx)]
+
+        results.append({
+            "path": str(path), "top": top(p.mean(0)),
+            "windows": [{"start_s": w * plan.window_hop / sr,
+                         "end_s": min(wav.numel(), w * plan.window_hop + plan.clip_samples) / sr, "top": top(p[w])}
+                        for w in range(len(windows))],
+        })
+    return results
