@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ajepa.features.audio import load_audio
 from ajepa.io import atomic_write
