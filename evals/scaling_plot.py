@@ -78,10 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             label=f"{args.label} (mean of seeds)")
     ax.set(xscale="log", xlabel="training steps (batch 32)", ylabel="accuracy difference (points)",
            title=f"{args.task}: pretraining held out")
+    from matplotlib.ticker import NullFormatter, NullLocator
+
     ax.set_xticks(steps, [str(s) for s in steps])
+    ax.xaxis.set_minor_locator(NullLocator())
     if args.seconds_per_step:
         sec = ax.secondary_xaxis("top", functions=(lambda x: x * args.seconds_per_step / 60,
                                                    lambda m: m * 60 / args.seconds_per_step))
+        minutes = [s * args.seconds_per_step / 60 for s in steps]
+        sec.set_xticks(minutes, [f"{m:.0f}" for m in minutes])
+        sec.xaxis.set_minor_formatter(NullFormatter())
         sec.set_xlabel("minutes on 2 CPU cores")
     ax.legend(fontsize=8, loc="best")
     out = Path(args.out)
