@@ -7,8 +7,7 @@ clip within its own real samples, SpecAugment masks only real frames, and token 
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,36 +27,43 @@ def random_gain(wav: Tensor, lengths: Tensor, max_db: float, gen: torch.Generato
 
 def time_shift(wav: Tensor, lengths: Tensor, gen: torch.Generator) -> Tensor:
     """Rotate each clip ``(B, N)`` by a random offset within its first ``lengths[b]`` samples (padding stays put)."""
-    out = wav.clone()
-    for b in range(wav.shape[0]):
-        n = int(lengths[b])
-        if n > 1:
-            k = int(torch.randint(n, (1,), generator=gen))
-            out[b, :n] = torch.roll(wav[b, :n], k)
-    return out
+    n = lengths.to(wav.device).clamp(min=1)[:, None]
+    k = (torch.rand(wav.shape[0], generator=gen).to(wav.device)[:, None] * n).long()
+    t = torch.arange(wav.shape[1], device=wav.device)[None, :]
+    src = torch.where(t < n, (t - k) % n, t)  # one gather for the batch: sample t comes from t - k, wrapped
+    return wav.gather(1, src)
+
+
+def _spans(count: int, max_width: int, limit: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``count`` random spans per row ``(B, count)`` (start, width), each inside ``[0, limit[b])``."""
+    b = limit.shape[0]
+    width = torch.minimum((torch.rand(b, count, generator=gen) * (max_width + 1)).long(), limit[:, None])
+    start = (torch.rand(b, count, generator=gen) * (limit[:, None] - width + 1)).long()
+    return start, width
+
+
+def _covered(start: Tensor, width: Tensor, size: int) -> Tensor:
+    """``(B, size)`` bool: positions inside any of the row's spans ``(B, count)``."""
+    pos = torch.arange(size)[None, None, :]
+    return ((pos >= start[..., None]) & (pos < (start + width)[..., None])).any(1)
 
 
 def spec_augment(spec: Tensor, valid_frames: Tensor, gen: torch.Generator, *, freq_masks: int = 2,
                  freq_width: int = 24, time_masks: int = 2, time_width: int = 20) -> Tensor:
     """SpecAugment on a log-mel ``(B, F, T)``: up to ``freq_width`` mel bins and ``time_width`` frames per mask,
     set to the clip's mean over its real frames. ``valid_frames (B, T)`` bool: masks fall on real frames only, and
-    padded frames are left as they are (the encoder never counts them)."""
-    out = spec.clone()
+    padded frames are left as they are (the encoder never counts them).
+
+    torchaudio's ``mask_along_axis_iid`` draws from the global RNG and knows no padding, hence this version.
+    """
     b, f, t = spec.shape
-    for i in range(b):
-        n = int(valid_frames[i].sum())
-        if n == 0:
-            continue
-        fill = spec[i][:, valid_frames[i]].mean()
-        for _ in range(freq_masks):
-            w = int(torch.randint(freq_width + 1, (1,), generator=gen))
-            start = int(torch.randint(max(1, f - w + 1), (1,), generator=gen))
-            out[i, start:start + w, :n] = fill
-        for _ in range(time_masks):
-            w = min(int(torch.randint(time_width + 1, (1,), generator=gen)), n)
-            start = int(torch.randint(max(1, n - w + 1), (1,), generator=gen))
-            out[i, :, start:start + w] = fill
-    return out
+    valid = valid_frames.to(spec.device)
+    n_real = valid.sum(1).cpu()
+    fill = (spec * valid[:, None, :]).sum((1, 2)) / (n_real.to(spec.device).clamp(min=1) * f)
+    freq = _covered(*_spans(freq_masks, freq_width, torch.full((b,), f), gen), f).to(spec.device)
+    time = _covered(*_spans(time_masks, time_width, n_real, gen), t).to(spec.device)
+    masked = (freq[:, :, None] | time[:, None, :]) & valid[:, None, :]
+    return torch.where(masked, fill[:, None, None], spec)
 
 
 def mixup(spec: Tensor, targets: Tensor, alpha: float, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -66,36 +72,12 @@ def mixup(spec: Tensor, targets: Tensor, alpha: float, gen: torch.Generator) -> 
     dominates and its padding mask remains the right one to use. ``alpha <= 0`` returns the inputs."""
     if alpha <= 0 or spec.shape[0] < 2:
         return spec, targets, torch.arange(spec.shape[0])
-    # torch.distributions takes no generator: the Beta draw is made from gen's uniforms and normals instead.
-    lam = _beta_sample(alpha, gen)
+    # torch.distributions takes no generator: numpy's Beta, seeded from gen, keeps the draw reproducible.
+    lam = float(np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen))).beta(alpha, alpha))
     lam = max(lam, 1.0 - lam)
     perm = torch.randperm(spec.shape[0], generator=gen)
     other = perm.to(spec.device)
     return lam * spec + (1 - lam) * spec[other], lam * targets + (1 - lam) * targets[other], perm
-
-
-def _beta_sample(alpha: float, gen: torch.Generator) -> float:
-    """One ``Beta(alpha, alpha)`` draw from ``gen``: ``X / (X + Y)`` of two ``Gamma(alpha)`` draws."""
-    x, y = _gamma(alpha, gen), _gamma(alpha, gen)
-    return x / (x + y) if x + y > 0 else 0.5
-
-
-def _gamma(shape: float, gen: torch.Generator) -> float:
-    """Marsaglia-Tsang Gamma(shape, 1) from ``gen`` (with the shape < 1 boost)."""
-    boost = 1.0
-    if shape < 1.0:
-        boost = float(torch.rand(1, generator=gen)) ** (1.0 / shape)
-        shape += 1.0
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        x = float(torch.randn(1, generator=gen))
-        v = (1.0 + c * x) ** 3
-        if v <= 0:
-            continue
-        u = float(torch.rand(1, generator=gen))
-        if math.log(max(u, 1e-300)) < 0.5 * x * x + d - d * v + d * math.log(v):
-            return d * v * boost
 
 
 def drop_tokens(valid: Tensor, fraction: float, gen: torch.Generator) -> Tensor:

@@ -155,9 +155,9 @@ def predict_clips(model: AudioClassifier, wavs: Sequence[Tensor], batch_size: in
         for j, (_, x) in enumerate(chunk):
             batch[j, :x.numel()] = x
         probs = model(batch.to(device), lengths.to(device)).softmax(-1).cpu()
-        for j, (i, _) in enumerate(chunk):
-            sums[i] += probs[j]
-            counts[i] += 1
+        owner = torch.tensor([i for i, _ in chunk])
+        sums.index_add_(0, owner, probs)
+        counts.index_add_(0, owner, torch.ones(len(chunk)))
     return (sums / counts[:, None]).numpy()
 
 

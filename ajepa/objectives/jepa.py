@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ajepa.models.vit import ViTEncoder, apply_masks
-from ajepa.objectives.config import ObjectiveConfig
+from ajepa.objectives.base import ObjectiveBase
 from ajepa.objectives.losses import regression_loss
 
 
-class JEPAObjective(nn.Module):
+class JEPAObjective(ObjectiveBase):
     """Targets from the target encoder, and the loss of the predictions against them. No parameters."""
 
     uses_target_encoder = True
-
-    def __init__(self, cfg: ObjectiveConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
 
     def output_dim(self, embed_dim: int, patch_dim: int) -> int:
         """The predictor regresses encoder features."""

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ajepa.models.vit import ViTEncoder, apply_masks
-from ajepa.objectives.config import ObjectiveConfig
+from ajepa.objectives.base import ObjectiveBase
 from ajepa.objectives.losses import normalize_patches, regression_loss
 
 
-class MAEObjective(nn.Module):
+class MAEObjective(ObjectiveBase):
     """Patch targets (Audio-MAE's normalised pixels) and the squared error. No target encoder, no parameters."""
 
     uses_target_encoder = False
-
-    def __init__(self, cfg: ObjectiveConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
 
     def output_dim(self, embed_dim: int, patch_dim: int) -> int:
         """The predictor (a decoder here) regresses patches."""
