@@ -7,6 +7,7 @@ that they give the same losses, and prints a ``torch.profiler`` table of where t
 
     .venv/bin/python bench/recipe_step.py --data ../shared/data            # ~5 minutes on 2 cores
     .venv/bin/python bench/recipe_step.py --data ../shared/data --steps 30 --rounds 1 --no-profile
+    .venv/bin/python bench/recipe_step.py --data ../shared/data --compile --no-profile   # + a torch.compile row
 
 A cached configuration reads every item once before it is timed (the cache is then warm, as it is for all but
 the first of the recipe's ~7 passes over the corpus); that pass is reported on its own.
@@ -26,15 +27,16 @@ from ajepa import distributed as D
 from ajepa import trainer as T
 from ajepa.data.loader import build_dataset, build_loader
 from ajepa.optim import build_optimizer, hyperparams_at
-from ajepa.runtime import cpu_thread_count
+from ajepa.runtime import cpu_thread_count, maybe_compile
 from ajepa.train import compose_config
 from ajepa.train_state import TrainState
 
+RECIPE = "main-process loading + memory cache (the recipe)"
 # label -> overrides on `experiment=cpu15`
 SETUPS = {
     "1 loader worker (r2's set-up)": ["data.num_workers=1", "data.cache_mb=0"],
     "main-process loading": ["data.num_workers=0", "data.cache_mb=0"],
-    "main-process loading + memory cache (the recipe)": ["data.num_workers=0", "data.cache_mb=2048"],
+    RECIPE: ["data.num_workers=0", "data.cache_mb=2048"],
 }
 
 
@@ -47,9 +49,10 @@ class Setup:
     state: TrainState
     tokenizer: object
     fill_seconds: float = 0.0
+    warmup_seconds: float = 0.0
 
 
-def build(label: str, overrides: list[str], data: str) -> Setup:
+def build(label: str, overrides: list[str], data: str, compile_model: bool = False) -> Setup:
     cfg = compose_config(["experiment=cpu15", f"data.root={data}", *overrides])
     threads = cpu_thread_count(cfg.trainer.cpu_threads, cfg.data.num_workers, 1)
     torch.set_num_threads(threads)
@@ -57,7 +60,9 @@ def build(label: str, overrides: list[str], data: str) -> Setup:
     tokenizer = T.build_tokenizer(cfg, device)
     grid = tokenizer.grid(int(round(cfg.data.clip_seconds * cfg.frontend.sample_rate)))
     model = T.build_model(cfg, device).train()
-    state = TrainState(model=model, ddp=model, forward=model, optimizer=build_optimizer(model, cfg.optim, device))
+    # inductor with dynamic shapes, as `trainer.compile=true` does (the masks change the sizes every batch)
+    forward = maybe_compile(model, compile_model)
+    state = TrainState(model=model, ddp=model, forward=forward, optimizer=build_optimizer(model, cfg.optim, device))
     dataset = build_dataset(cfg.data, cfg.frontend.sample_rate, cfg.seed)
     fill = 0.0
     if cfg.data.cache_mb:
@@ -90,17 +95,22 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="add the recipe with torch.compile (inductor; its warm-up includes the compilation)")
     args = p.parse_args()
 
     from train_step import machine  # bench/ is the script's directory, so its siblings import
 
     setups = [build(label, overrides, args.data) for label, overrides in SETUPS.items()]
+    if args.compile:
+        setups.append(build("the recipe + torch.compile (inductor, dynamic shapes)", SETUPS[RECIPE], args.data,
+                            compile_model=True))
     batch = setups[0].cfg.data.batch_size
     load_before = os.getloadavg()[0]
     times: dict[str, list[float]] = {s.label: [] for s in setups}
     losses: dict[str, list[float]] = {s.label: [] for s in setups}
     for s in setups:
-        _, warm = run_steps(s, args.warmup)
+        s.warmup_seconds, warm = run_steps(s, args.warmup)
         losses[s.label] += warm
     for _ in range(args.rounds):
         for s in setups:
@@ -121,10 +131,19 @@ def main() -> None:
         if s.fill_seconds:
             print(f"\n{s.label}: filling the cache (one read of all {len(s.iterator._dataset)} items) took "
                   f"{s.fill_seconds:.0f} s.")
+    if args.compile:
+        eager = next(s for s in setups if s.label == RECIPE)
+        compiled = setups[-1]
+        saved = statistics.median(times[eager.label]) - statistics.median(times[compiled.label])
+        extra = compiled.warmup_seconds - eager.warmup_seconds
+        verdict = (f"it pays back after {extra / saved:.0f} steps (the recipe runs {eager.cfg.trainer.max_steps})"
+                   if saved > 0 else "it never pays back: the compiled step is not faster")
+        print(f"\ntorch.compile: the {args.warmup} warm-up steps took {compiled.warmup_seconds:.0f} s compiled against "
+              f"{eager.warmup_seconds:.1f} s eager (compilation included); {verdict}.")
     if not args.no_profile:
         from torch.profiler import ProfilerActivity, profile
 
-        best = setups[-1]
+        best = next(s for s in setups if s.label == RECIPE)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             run_steps(best, 10)
         print(f"\nProfile of 10 steps, {best.label} (self CPU time):\n")

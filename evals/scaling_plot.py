@@ -5,8 +5,10 @@
         --point 3200=reports/scr4c/results.json:steps3200 --seconds-per-step 0.218 --out docs/img/scaling_esc.png
 
 Each ``--point STEPS=RESULTS_JSON:METHOD`` adds every member (seed) of that method in that report at ``STEPS``;
-several points may share a step count. The baseline is the mean of its members; its seed std is drawn as a band
-around zero. ``--seconds-per-step`` adds a second axis in training minutes. Prints the table it plots.
+several points may share a step count. ``--series LABEL`` starts a new curve: the points after it belong to it
+(before any ``--series`` they belong to ``--label``), e.g. one curve per learning-rate rule. The baseline is the
+mean of its members; its seed std is drawn as a band around zero. ``--seconds-per-step`` adds a second axis in
+training minutes. Prints the table it plots.
 """
 
 from __future__ import annotations
@@ -34,12 +36,27 @@ def _split_source(text: str) -> tuple[str, str]:
     return path, method
 
 
+class _SeriesAction(argparse.Action):
+    """``--series LABEL``: the following ``--point`` arguments belong to the curve ``LABEL``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.current_series = values
+
+
+class _PointAction(argparse.Action):
+    """``--point SPEC``: recorded with the curve it belongs to, as ``(series or None, SPEC)``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.point = [*(namespace.point or []), (getattr(namespace, "current_series", None), values)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, read the reports, print the table and write the plot."""
     p = argparse.ArgumentParser(prog="python -m evals.scaling_plot", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True)
     p.add_argument("--baseline", required=True, help="RESULTS_JSON:METHOD of the baseline (e.g. random)")
-    p.add_argument("--point", action="append", required=True, help="STEPS=RESULTS_JSON:METHOD (repeatable)")
+    p.add_argument("--point", action=_PointAction, required=True, help="STEPS=RESULTS_JSON:METHOD (repeatable)")
+    p.add_argument("--series", action=_SeriesAction, help="label of the curve the following --point belong to")
     p.add_argument("--seconds-per-step", type=float, default=None, help="adds training minutes to the table/plot")
     p.add_argument("--label", default="JEPA minus random")
     p.add_argument("--out", required=True, help="PNG to write")
@@ -49,21 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     base = member_accuracies(base_path, args.task, base_method)
     base_mean = statistics.fmean(base)
     base_std = statistics.stdev(base) if len(base) > 1 else 0.0
-    points: dict[int, list[float]] = defaultdict(list)
-    for spec in args.point:
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for series, spec in args.point:
         steps, _, source = spec.partition("=")
         path, method = _split_source(source)
-        points[int(steps)] += member_accuracies(path, args.task, method)
-    steps = sorted(points)
+        curves[series or args.label][int(steps)] += member_accuracies(path, args.task, method)
     print(f"{args.task}: baseline {base_mean:.1f} ± {base_std:.1f} ({len(base)} members)")
-    print("| steps | minutes | members | accuracy | minus baseline |")
-    print("|---:|---:|---:|---:|---:|")
-    for s in steps:
-        acc = points[s]
-        minutes = f"{s * args.seconds_per_step / 60:.0f}" if args.seconds_per_step else "-"
-        spread = f" ± {statistics.stdev(acc):.1f}" if len(acc) > 1 else ""
-        print(f"| {s} | {minutes} | {len(acc)} | {statistics.fmean(acc):.1f}{spread} | "
-              f"{statistics.fmean(acc) - base_mean:+.1f} |")
+    print("| curve | steps | minutes | members | accuracy | minus baseline |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, points in curves.items():
+        for s in sorted(points):
+            acc = points[s]
+            minutes = f"{s * args.seconds_per_step / 60:.0f}" if args.seconds_per_step else "-"
+            spread = f" ± {statistics.stdev(acc):.1f}" if len(acc) > 1 else ""
+            print(f"| {label} | {s} | {minutes} | {len(acc)} | {statistics.fmean(acc):.1f}{spread} | "
+                  f"{statistics.fmean(acc) - base_mean:+.1f} |")
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -72,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     ax = fig.subplots()
     ax.axhspan(-base_std, base_std, color="0.85", label=f"baseline seed std ({len(base)} seeds)")
     ax.axhline(0.0, color="0.4", linewidth=0.8)
-    for s in steps:
-        ax.scatter([s] * len(points[s]), [a - base_mean for a in points[s]], color="tab:blue", s=18, zorder=3)
-    ax.plot(steps, [statistics.fmean(points[s]) - base_mean for s in steps], color="tab:blue", marker="o",
-            label=f"{args.label} (mean of seeds)")
+    for (label, points), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
+        steps = sorted(points)
+        for s in steps:
+            ax.scatter([s] * len(points[s]), [a - base_mean for a in points[s]], color=color, s=18, zorder=3)
+        ax.plot(steps, [statistics.fmean(points[s]) - base_mean for s in steps], color=color, marker="o",
+                label=f"{label} (mean of seeds)")
+    steps = sorted({s for points in curves.values() for s in points})
     ax.set(xscale="log", xlabel="training steps (batch 32)", ylabel="accuracy difference (points)",
            title=f"{args.task}: pretraining held out")
     from matplotlib.ticker import NullFormatter, NullLocator

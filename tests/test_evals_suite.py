@@ -236,7 +236,16 @@ def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys)
     assert scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"100={short}:jepa",
                          "--point", f"400={long}:jepa", "--seconds-per-step", "0.6", "--out", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| 100 | 1 | 2 | 56.0 ± 1.4 | +5.0 |" in table and "| 400 | 4 | 1 | 60.0 | +9.0 |" in table
+    assert "| JEPA minus random | 100 | 1 | 2 | 56.0 ± 1.4 | +5.0 |" in table
+    assert "| JEPA minus random | 400 | 4 | 1 | 60.0 | +9.0 |" in table
     assert out.stat().st_size > 0
+    # --series starts a new curve: the points after it are its own, the earlier ones keep the default label
+    assert scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"100={short}:jepa",
+                         "--series", "lr / 4", "--point", f"400={long}:jepa", "--point", f"100={long}:jepa",
+                         "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| JEPA minus random | 100 | - | 2 | 56.0 ± 1.4 | +5.0 |" in table
+    assert "| lr / 4 | 100 | - | 1 | 60.0 | +9.0 |" in table and "| lr / 4 | 400 | - | 1 | 60.0 | +9.0 |" in table
+    assert "| JEPA minus random | 400 |" not in table
     with pytest.raises(KeyError, match="no 'mae'"):
         scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"1={short}:mae", "--out", str(out)])
