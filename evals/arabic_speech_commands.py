@@ -19,7 +19,7 @@ import numpy as np
 
 from evals.datasets import ARABIC_SPLITS, grouped_folds, read_arabic_speech_commands
 from evals.probes import Split, splits_from_folds
-from evals.report import Task, add_common_arguments, cli_main, resolve_data, run_task
+from evals.report import Task, add_common_arguments, cli_main, run_task
 
 LAYOUT = "dataset/{keyword}/{speaker}_NO_{nn}.ogg|wav with train.csv and val.csv (file,class)"
 

@@ -75,14 +75,19 @@ class AudioClassifier(nn.Module):
         return self.head(self.norm(pooled))
 
 
-def classifier_from_embedder(embedder: Any, num_classes: int, *, drop_path: float = 0.0) -> AudioClassifier:
+def classifier_from_embedder(embedder: Any, num_classes: int, *, drop_path: float = 0.0,
+                             clip_seconds: float | None = None) -> AudioClassifier:
     """A classifier around an :class:`ajepa.inference.Embedder`'s front end and encoder (copied, trainable), with
-    ``drop_path`` set on the encoder's blocks."""
+    ``drop_path`` set on the encoder's blocks. Its window is ``clip_seconds`` (default: the embedder's); the
+    sin-cos positions extend to any grid, so a window longer than the pretraining crops is allowed."""
+    if clip_seconds is not None and clip_seconds <= 0:
+        raise ValueError(f"clip_seconds must be positive, got {clip_seconds}")
     enc_cfg = replace(embedder.encoder_config, drop_path=float(drop_path))
     encoder = ViTEncoder(enc_cfg)
     encoder.load_state_dict(embedder.encoder.state_dict())
     frontend = LogMelFrontend(embedder.frontend_config)
-    return AudioClassifier(frontend, encoder, num_classes, embedder.clip_seconds)
+    return AudioClassifier(frontend, encoder, num_classes,
+                           embedder.clip_seconds if clip_seconds is None else clip_seconds)
 
 
 def save_classifier(model: AudioClassifier, labels: Sequence[str], out: str | os.PathLike) -> Path:

@@ -9,8 +9,10 @@ to end on each fold of a task, on the same folds as the frozen probes.
 The recipe (:class:`FinetuneConfig`): AdamW with layer-wise learning-rate decay, linear warm-up then cosine,
 drop-path, label smoothing; on the fly: random gain and time shift of the waveform, SpecAugment time and
 frequency masks and mixup on the log-mel, and A-JEPA's regularised masking (a fraction of the patch tokens dropped
-in training); plain or class-balanced sampling. Training crops are the model's ``clip_seconds`` windows at a random
-offset; a test clip is classified by the mean of its windows' probabilities, as ``evals.predict`` does.
+in training); plain or class-balanced sampling. Training crops are windows of ``--clip-seconds`` (default: the
+encoder's own window, e.g. 1 s for the ``cpu15`` recipe; ``--clip-seconds 5`` trains on whole ESC-50 clips, as
+A-JEPA does, at about 5x the cost) at a random offset; a test clip is classified by the mean of its windows'
+probabilities, as ``evals.predict`` does.
 Deterministic for ``--seed`` on the CPU. Writes ``results.json``, ``results.md``, a confusion matrix and the
 learning curves (PNG) under ``--out``; ``--export DIR`` saves the model of the first fold with its label names
 (``evals.classifier``, usable by ``python -m evals.predict``).
@@ -65,11 +67,14 @@ class FinetuneConfig:
     time_shift: bool = True
     token_drop: float = 0.2          # fraction of valid patch tokens dropped in training (A-JEPA); 0 = off
     balanced: bool = False           # class-balanced sampling instead of plain shuffling
+    clip_seconds: float = 0.0        # training crop and test window; 0 = the encoder's own window
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive: {self.epochs}, {self.batch_size}, {self.lr}")
+        if self.clip_seconds < 0:
+            raise ValueError(f"clip_seconds must be >= 0 (0 = the encoder's window): {self.clip_seconds}")
         if not 0 < self.layer_decay <= 1 or not 0 <= self.token_drop < 1:
             raise ValueError(f"layer_decay must be in (0, 1] and token_drop in [0, 1): {self.layer_decay}, "
                              f"{self.token_drop}")
@@ -240,7 +245,8 @@ def run_finetune(task: Any, embedder: Any, cfg: FinetuneConfig, *, progress: boo
         pick = lambda idx: _Clips([data.wavs[i] for i in idx], data.labels[idx])  # noqa: E731
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the head's initialisation; the caller's RNG is left alone
-            model = classifier_from_embedder(embedder, len(clips.class_names), drop_path=cfg.drop_path)
+            model = classifier_from_embedder(embedder, len(clips.class_names), drop_path=cfg.drop_path,
+                                             clip_seconds=cfg.clip_seconds or None)
         t0 = time.perf_counter()
         out = finetune_fold(model, pick(train_idx), pick(split.test), cfg, progress=progress,
                             desc=f"fold {split.name}")

@@ -149,6 +149,20 @@ def test_augmentations_keep_shapes_and_padding():
     assert keep.shape == (3, 2) and valid.gather(1, keep).all()  # M = ceil(3 * 0.5): the smallest row's count
 
 
+def test_a_longer_window_than_pretraining_trains_and_is_exported(task, embedder, tmp_path):
+    # 1.2 s windows on an encoder pretrained with 0.5 s crops: fewer, longer windows per clip, kept in the export
+    cfg = FinetuneConfig(**{**FAST, "epochs": 2, "clip_seconds": 1.2})
+    result = run_finetune(task, embedder, cfg, export=tmp_path / "long")
+    assert result["config"]["clip_seconds"] == 1.2 and 0.0 <= result["accuracy"] <= 1.0
+    model, _ = load_classifier(tmp_path / "long")
+    assert model.clip_seconds == pytest.approx(1.2)
+    windows = predict_files(model, list(CLASSES), task.clips.paths[:8], top_k=1)
+    assert all(len(r["windows"]) == 1 for r in windows)  # every clip here is at most 1.2 s
+    assert classifier_from_embedder(embedder, 3).clip_seconds == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="clip_seconds"):
+        FinetuneConfig(clip_seconds=-1.0)
+
+
 def test_empty_folds_and_bad_settings_give_clear_errors(embedder):
     model = classifier_from_embedder(embedder, 3)
     from evals.finetune import _Clips

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evals.datasets import read_arabic_speech_commands
-from evals.probes import LogRegCVProbe, LogRegProbe, cross_validate, make_probe, splits_from_folds
+from evals.probes import LogRegCVProbe, LogRegProbe, cross_validate, make_probe
 from test_evals import _tone, _write
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
