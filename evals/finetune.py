@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FinetuneConfig:
-    """The fine-tuning recipe; the defaults fit a ~2 M-parameter encoder on 2 CPU cores (ESC-50, 4 folds, ~15 min)."""
+    """The fine-tuning recipe; the defaults fit a ~2 M-parameter encoder on 2 CPU cores (ESC-50, 4 folds: 10-12 min
+    for the 1.8 M-parameter `cpu15` encoder, docs/RESULTS.md)."""
 
     epochs: int = 30
     batch_size: int = 32
