@@ -28,10 +28,15 @@ PYEOF
     timeout 150 "$PY" bench/embed.py --sizes tiny,small --batches 32 --repeats 3 --device cuda --bf16 2>&1 | tail -12
     echo; echo "## The recipe's training step on the GPU (cpu15 preset, synthetic audio, 200 steps)"
     timeout 150 "$PY" -m ajepa.train experiment=cpu15 data.source=synthetic data.root=null data.sampling=file \
-      data.cache_mb=0 trainer.max_steps=200 trainer.log_every=50 device=cuda hydra.run.dir=/tmp/ajepa_gpu_check 2>&1 \
+      data.cache_mb=0 trainer.max_steps=200 trainer.log_every=50 device=cuda hydra.run.dir="$(mktemp -d)" 2>&1 \
       | grep -E "step +(50|100|150|200)/|Training finished" | tail -6
   else
     echo; echo "## GPU benchmarks: not run (no CUDA device on this machine)"
+    # The GPU run's training command, checked on the CPU for 20 steps, so that its overrides are known to work
+    echo; echo "## The recipe's training command on the CPU (20 steps, the same overrides with device=cpu)"
+    timeout 150 "$PY" -m ajepa.train experiment=cpu15 data.source=synthetic data.root=null data.sampling=file \
+      data.cache_mb=0 trainer.max_steps=20 trainer.log_every=10 device=cpu hydra.run.dir="$(mktemp -d)" 2>&1 \
+      | grep -E "step +(10|20)/|Training finished|Error" | tail -4
   fi
 } 2>&1 | tee "$OUT"
 echo "results: $OUT"
