@@ -26,7 +26,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,31 +45,36 @@ __all__ = ["FinetuneConfig", "finetune_fold", "layer_decay_groups", "main", "run
 log = logging.getLogger(__name__)
 
 
+def _opt(default: Any, help: str) -> Any:
+    """A :class:`FinetuneConfig` field whose ``help`` is both its documentation and its CLI flag's help."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class FinetuneConfig:
     """The fine-tuning recipe; the defaults fit a ~2 M-parameter encoder on 2 CPU cores (ESC-50, 4 folds: 10-12 min
     for the 1.8 M-parameter `cpu15` encoder, docs/RESULTS.md)."""
 
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    layer_decay: float = 0.75        # lr of block i = lr * layer_decay ** (depth - i); the head gets lr
-    warmup_fraction: float = 0.1
-    drop_path: float = 0.1
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.5         # 0 = off
-    freq_masks: int = 2
-    freq_width: int = 24             # mel bins per frequency mask, at most
-    time_masks: int = 2
-    time_width: int = 20             # frames per time mask, at most (200 ms)
-    gain_db: float = 6.0
-    time_shift: bool = True
-    token_drop: float = 0.2          # fraction of valid patch tokens dropped in training (A-JEPA); 0 = off
-    balanced: bool = False           # class-balanced sampling instead of plain shuffling
-    clip_seconds: float = 0.0        # training crop and test window; 0 = the encoder's own window
-    seed: int = 0
+    epochs: int = _opt(30, "passes over each training fold")
+    batch_size: int = _opt(32, "clips per step")
+    lr: float = _opt(1e-3, "peak AdamW learning rate of the head; block i gets lr * layer_decay ** (depth - i)")
+    min_lr: float = _opt(1e-6, "learning rate at the end of the cosine")
+    weight_decay: float = _opt(0.05, "AdamW weight decay (not on biases and norms)")
+    layer_decay: float = _opt(0.75, "layer-wise learning-rate decay, in (0, 1]; 1 = off")
+    warmup_fraction: float = _opt(0.1, "fraction of the steps spent warming up linearly")
+    drop_path: float = _opt(0.1, "stochastic-depth rate of the encoder's blocks")
+    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
+    mixup_alpha: float = _opt(0.5, "Beta(alpha, alpha) mixup of log-mels and labels; 0 = off")
+    freq_masks: int = _opt(2, "SpecAugment frequency masks per clip")
+    freq_width: int = _opt(24, "mel bins per frequency mask, at most")
+    time_masks: int = _opt(2, "SpecAugment time masks per clip")
+    time_width: int = _opt(20, "frames per time mask, at most (10 ms each)")
+    gain_db: float = _opt(6.0, "random gain, uniform in +-gain_db dB, capped so no sample clips; 0 = off")
+    time_shift: bool = _opt(True, "rotate each waveform by a random offset within its real samples")
+    token_drop: float = _opt(0.2, "fraction of valid patch tokens dropped in training (A-JEPA), in [0, 1); 0 = off")
+    balanced: bool = _opt(False, "class-balanced sampling instead of plain shuffling")
+    clip_seconds: float = _opt(0.0, "training crop and test window in seconds; 0 = the encoder's own window")
+    seed: int = _opt(0, "seed of the folds (tasks without official ones), the head's init, crops, augmentation")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -305,13 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--export", default=None, help="save the first fold's fine-tuned model here")
     p.add_argument("--no-progress", action="store_true")
-    defaults = FinetuneConfig()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
+    for f in fields(FinetuneConfig):
+        flag, value, help_ = "--" + f.name.replace("_", "-"), f.default, f"{f.metadata['help']} (default: {f.default})"
         if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f.metadata["help"])
         else:
-            p.add_argument(flag, type=type(value), default=value)
+            p.add_argument(flag, type=type(value), default=value, help=help_)
     return p
 
 

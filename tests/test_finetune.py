@@ -196,3 +196,17 @@ def test_cli_runs_a_task_from_the_suite_registry(tmp_path, monkeypatch, task, em
     assert payload["config"]["time_shift"] is False and len(payload["folds"]) == 2
     assert (out / "confusion.png").is_file() and (out / "learning_curves.png").is_file()
     assert "Accuracy" in (out / "results.md").read_text()
+
+
+def test_every_recipe_flag_is_documented_and_parses_into_the_config():
+    from dataclasses import fields
+
+    from evals.finetune import build_parser
+
+    parser = build_parser()
+    text = " ".join(parser.format_help().split())
+    for f in fields(FinetuneConfig):
+        assert f.metadata["help"].split()[0] in text and "--" + f.name.replace("_", "-") in text
+    args = parser.parse_args(["--task", "esc50", "--model", "m", "--out", "o", "--epochs", "3", "--no-time-shift",
+                              "--layer-decay", "0.5"])
+    assert (args.epochs, args.time_shift, args.layer_decay, args.batch_size) == (3, False, 0.5, 32)
