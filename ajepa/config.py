@@ -19,6 +19,7 @@ from ajepa.masking import MaskingConfig
 from ajepa.models import EncoderConfig, PredictorConfig
 from ajepa.objectives import ObjectiveConfig
 from ajepa.schedules import RAMPS
+from ajepa.transfer_probe import ProbeConfig
 
 __all__ = [
     "CollapseConfig", "DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainerConfig",
@@ -139,10 +140,13 @@ class TrainerConfig:
     tensorboard: bool = True
     plots: bool = True
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.collapse, Mapping):
             self.collapse = _build(CollapseConfig, "trainer.collapse", self.collapse)
+        if isinstance(self.probe, Mapping):
+            self.probe = _build(ProbeConfig, "trainer.probe", self.probe)
         if min(self.max_steps, self.accumulate, self.log_every, self.checkpoint_every) < 1:
             raise ConfigError("trainer.max_steps, accumulate, log_every and checkpoint_every must be >= 1")
         if self.precision not in PRECISIONS:

@@ -112,7 +112,8 @@ def format_record(record: dict, max_steps: int) -> str:
     """One console line for a metrics record."""
     return (f"step {record['step']}/{max_steps} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
             f"wd {record['wd']:.3f} | ema {record['momentum']:.4f} | std {record['target_std']:.3f} | "
-            f"rank {record['effective_rank']:.1f} | {record['clips_per_s']:.1f} clips/s")
+            f"rank {record['effective_rank']:.1f} | {record['clips_per_s']:.1f} clips/s"
+            + (f" | probe {record['probe_accuracy']:.3f}" if "probe_accuracy" in record else ""))
 
 
 # --------------------------------------------------------------------------------------- checkpoints
@@ -228,11 +229,15 @@ def warn_config_drift(saved: Mapping[str, Any], current: Mapping[str, Any]) -> l
 
 
 def write_plots(paths: RunPaths, records: list[dict], sample: dict[str, Any] | None, cfg: RunConfig) -> dict[str, Path]:
-    """``plots/loss.png``, ``plots/rank.png`` and (when a step ran) ``plots/masks.png``."""
+    """``plots/loss.png``, ``plots/rank.png``, (when a step ran) ``plots/masks.png`` and (with a transfer probe)
+    ``plots/probe.png``."""
     from ajepa import plots  # matplotlib is only needed here
 
     written = {"loss": plots.plot_loss(records, paths.plots / "loss.png"),
                "rank": plots.plot_rank(records, paths.plots / "rank.png")}
+    if any("probe_accuracy" in r for r in records):
+        written["probe"] = plots.plot_curve(records, "probe_accuracy", paths.plots / "probe.png",
+                                            title="transfer probe (trainer.probe)", ylabel="accuracy")
     if sample is not None:
         written["masks"] = plots.plot_masks(sample["spec"], sample["grid"], cfg.model.encoder.patch,
                                             sample["context_idx"], sample["target_idx"], paths.plots / "masks.png",

@@ -56,6 +56,7 @@ from ajepa.run_io import (
 from ajepa.seeding import seed_from
 from ajepa.runtime import autocast_dtype, cpu_thread_count, cpu_threads, deterministic, maybe_compile
 from ajepa.train_state import StepOutput, TrainState
+from ajepa.transfer_probe import TransferProbe, read_probe_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,14 @@ def build_model(cfg: RunConfig, device: torch.device) -> AudioJEPA:
 def build_tokenizer(cfg: RunConfig, device: torch.device) -> AudioTokenizer:
     """The log-mel front end (on ``device``) and the encoder's patch shape: waveforms -> tokens for training."""
     return AudioTokenizer(LogMelFrontend(cfg.frontend).to(device), cfg.model.encoder.patch)
+
+
+def build_probe(cfg: RunConfig) -> TransferProbe | None:
+    """The run's transfer probe (``trainer.probe.manifest``), its clips decoded; None without a manifest."""
+    pc = cfg.trainer.probe
+    if pc.manifest is None:
+        return None
+    return TransferProbe(pc, read_probe_manifest(pc.manifest), cfg.frontend.sample_rate, cfg.seed)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -234,6 +243,7 @@ class _Run:
                         disable=not (info.is_main and tc.progress))
         self.skipped: set[str] = set()
         self.sample: dict[str, Any] | None = None
+        self.probe = build_probe(cfg) if info.is_main else None
         self.window_start, self.window_steps = time.perf_counter(), 0
         self._announce()
 
@@ -256,8 +266,10 @@ class _Run:
         with logging_redirect_tqdm():
             while self.state.step < tc.max_steps:
                 hp, out = self.step(batches)
-                if should_log(self.state.step, tc.log_every, tc.max_steps):
-                    self.log(hp, out)
+                probe_due = tc.probe.manifest is not None and should_log(
+                    self.state.step, tc.probe.every, tc.max_steps)
+                if probe_due or should_log(self.state.step, tc.log_every, tc.max_steps):
+                    self.log(hp, out, probe_due)
                 if self.state.step % tc.checkpoint_every == 0 or self.state.step == tc.max_steps:
                     self.checkpoint(keep_step=tc.keep_step_checkpoints)
 
@@ -275,12 +287,18 @@ class _Run:
         self.bar.update(1)
         return hp, out
 
-    def log(self, hp: StepHyper, out: StepOutput) -> None:
-        """Metrics (all ranks: a collective), then rank 0 writes them; non-finite loss and collapse checks."""
+    def log(self, hp: StepHyper, out: StepOutput, probe_due: bool = False) -> None:
+        """Metrics (all ranks: a collective), then rank 0 writes them; non-finite loss and collapse checks.
+        ``probe_due``: rank 0 also runs the transfer probe (``probe_accuracy``), outside the clips/s window."""
         values = step_metrics(out, self.info)
         now = time.perf_counter()
         record = {"step": self.state.step, **values, "lr": hp.lr, "wd": hp.weight_decay, "momentum": hp.momentum,
                   "clips_per_s": self.global_batch * self.window_steps / max(now - self.window_start, 1e-9)}
+        if probe_due and self.probe is not None:
+            model = self.state.model
+            encoder = model.target_encoder if model.target_encoder is not None else model.context_encoder
+            record["probe_accuracy"] = self.probe.measure(encoder, self.tokenizer.frontend, self.cfg.data.clip_seconds)
+            now = time.perf_counter()
         self.window_start, self.window_steps = now, 0
         if self.metrics is not None:
             self.metrics.log(record)
