@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ajepa.data.dataset import SAMPLINGS
-from ajepa.data.mixing import check_mix
 from ajepa.errors import ConfigError
 from ajepa.features.logmel import FrontendConfig
 from ajepa.masking import MaskingConfig
@@ -46,8 +45,6 @@ class DataConfig:
     shuffle_buffer: int = 1000
     exclude: tuple[str, ...] = ()
     cache_mb: float = 0.0
-    mix_prob: float = 0.0
-    mix_snr_db: tuple[float, float] = (0.0, 10.0)
 
     def __post_init__(self) -> None:
         if self.root is not None and self.source == "synthetic":
@@ -70,8 +67,6 @@ class DataConfig:
         self.exclude = tuple(str(p) for p in (self.exclude or ()))
         if self.cache_mb < 0:
             raise ConfigError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
-        self.mix_prob, self.mix_snr_db = float(self.mix_prob), tuple(float(v) for v in self.mix_snr_db)
-        check_mix(self.mix_prob, self.mix_snr_db)
         if self.cache_mb and self.source != "folder":
             raise ConfigError(f"data.cache_mb needs the folder source, not {self.source!r}")
         if self.exclude and self.source != "folder":

@@ -9,7 +9,6 @@ import torch
 from ajepa import distributed as D
 from ajepa.config import DataConfig, RunConfig
 from ajepa.data.dataset import AudioClipDataset, collate_clips, make_loader, single_thread_worker_init
-from ajepa.data.mixing import ClipMixer
 from ajepa.data.sampler import BatchIndexSampler
 from ajepa.data.streaming import ShardedAudioStream, worker_position
 from ajepa.errors import ConfigError
@@ -39,18 +38,14 @@ class RankMaskCollate:
     The masker draws per-batch shapes and cuts the context to the batch minimum, so masks depend on the batch
     size. Drawing them for all ``batch_size * world_size`` clips of the global batch and slicing makes a
     W-process run see exactly the masks of a 1-process run with W times the batch. The output also keeps
-    ``"skipped"`` (unreadable files), which the trainer reports. ``mixer`` (``data.mix_prob > 0``) mixes the
-    clips before the masks are attached.
+    ``"skipped"`` (unreadable files), which the trainer reports.
     """
 
-    def __init__(self, collator: MaskCollator, rank: int = 0, world_size: int = 1,
-                 mixer: ClipMixer | None = None) -> None:
-        self.collator, self.rank, self.world_size, self.mixer = collator, rank, world_size, mixer
+    def __init__(self, collator: MaskCollator, rank: int = 0, world_size: int = 1) -> None:
+        self.collator, self.rank, self.world_size = collator, rank, world_size
 
     def __call__(self, samples: list[dict]) -> dict:
         batch = collate_clips(samples)
-        if self.mixer is not None:
-            batch = self.mixer(batch, self.rank)
         b = len(samples)
         masks = self.collator.masks(b * self.world_size, batch["batch_index"])
         rows = slice(self.rank * b, (self.rank + 1) * b)
@@ -67,8 +62,7 @@ def build_loader(cfg: RunConfig, dataset: torch.utils.data.Dataset, grid: tuple[
     Map-style datasets go through :class:`BatchIndexSampler`; a :class:`ShardedAudioStream` numbers its own
     batches and is fast-forwarded to ``start_batch`` (its position follows from the batch count alone).
     """
-    mixer = ClipMixer(cfg.data.mix_prob, cfg.data.mix_snr_db, cfg.seed) if cfg.data.mix_prob > 0 else None
-    collate = RankMaskCollate(MaskCollator(cfg.masking, grid, cfg.seed), info.rank, info.world_size, mixer)
+    collate = RankMaskCollate(MaskCollator(cfg.masking, grid, cfg.seed), info.rank, info.world_size)
     workers = cfg.data.num_workers
     if isinstance(dataset, ShardedAudioStream):
         if start_batch:
