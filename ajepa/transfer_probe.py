@@ -79,7 +79,8 @@ def read_probe_manifest(path: str | os.PathLike) -> ProbeSet:
     names = sorted({r["label"] for r in rows})
     if len(names) < 2:
         raise ConfigError(f"{path}: a probe needs at least two labels, got {names}")
-    labels = np.array([names.index(r["label"]) for r in rows], dtype=np.int64)
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index[r["label"]] for r in rows], dtype=np.int64)
     groups = np.array([r.get("group") or f"file{i}" for i, r in enumerate(rows)])
     return ProbeSet(paths, labels, groups)
 
