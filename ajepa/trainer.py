@@ -36,6 +36,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ajepa import distributed as D
 from ajepa.config import RunConfig
+from ajepa.errors import ConfigError
 from ajepa.data.loader import build_dataset, build_loader
 from ajepa.features.logmel import LogMelFrontend
 from ajepa.features.tokenizer import AudioTokenizer
@@ -55,6 +56,7 @@ from ajepa.run_io import (
 )
 from ajepa.seeding import seed_from
 from ajepa.runtime import autocast_dtype, cpu_thread_count, cpu_threads, deterministic, maybe_compile
+from ajepa.inference.pooling import resolve_average_layers
 from ajepa.train_state import StepOutput, TrainState
 from ajepa.transfer_probe import TransferProbe, read_probe_manifest
 
@@ -87,6 +89,10 @@ def build_probe(cfg: RunConfig) -> TransferProbe | None:
     pc = cfg.trainer.probe
     if pc.manifest is None:
         return None
+    try:  # checked against the encoder's depth now, not at the first probe hundreds of steps in
+        resolve_average_layers(pc.average_layers, cfg.model.encoder.depth)
+    except ValueError as e:
+        raise ConfigError(f"trainer.probe.average_layers: {e}") from None
     return TransferProbe(pc, read_probe_manifest(pc.manifest), cfg.frontend.sample_rate, cfg.seed)
 
 

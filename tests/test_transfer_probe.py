@@ -82,6 +82,10 @@ def test_bad_manifests_and_settings_are_config_errors(tmp_path):
         TransferProbe(ProbeConfig(manifest="x", max_clips=4, folds=5), read_probe_manifest(manifest), SR)
     with pytest.raises(ConfigError, match="pooling"):
         ProbeConfig(pooling="median")
+    from ajepa.trainer import build_probe
+    with pytest.raises(ConfigError, match="average_layers"):  # before training, not at the first probe
+        build_probe(compose_config(["model.encoder.depth=1", f"trainer.probe.manifest={manifest}",
+                                    "trainer.probe.average_layers=5"]))
 
 
 def test_the_trainer_logs_the_probe_without_changing_the_run(tmp_path):
