@@ -66,8 +66,15 @@ def resolve_paths(config: dict[str, Any]) -> dict[str, Any]:
 
 def summary(result: TrainResult) -> str:
     """The closing message: what ran and the absolute paths of its outputs."""
-    lines = [f"Training finished: {result.steps} steps in {result.seconds:.1f} s"
-             + (f", final loss {result.final_loss:.4f}" if result.final_loss is not None else "")]
+    loss = f", final loss {result.final_loss:.4f}" if result.final_loss is not None else ""
+    if result.start_step and result.start_step >= result.steps:
+        # resume=auto on a finished run (a rerun queue): say so rather than claim a 4-second training
+        lines = [f"Nothing to train: the run had already finished at step {result.steps}{loss}"]
+    elif result.start_step:
+        lines = [f"Training finished: step {result.steps} ({result.steps - result.start_step} steps this time, "
+                 f"resumed at step {result.start_step}) in {result.seconds:.1f} s{loss}"]
+    else:
+        lines = [f"Training finished: {result.steps} steps in {result.seconds:.1f} s{loss}"]
     if result.skipped_files:
         lines.append(f"  skipped {len(result.skipped_files)} unreadable file(s), e.g. {result.skipped_files[0]}")
     lines.append(f"  run dir:     {result.run_dir}")

@@ -176,6 +176,7 @@ class TrainResult:
     final_loss: float | None
     skipped_files: list[str]
     records: list[dict] = field(repr=False, default_factory=list)
+    start_step: int = 0  # the step the run resumed at (0 for a fresh run)
 
 
 def should_log(step: int, log_every: int, max_steps: int) -> bool:
@@ -348,4 +349,5 @@ class _Run:
             run_dir=self.paths.root, checkpoint=self.paths.last_checkpoint if self.info.is_main else None,
             metrics=self.paths.metrics, tensorboard=self.paths.tensorboard if self.cfg.trainer.tensorboard else None,
             plots=plots, steps=self.state.step, seconds=time.perf_counter() - self.t_start,
-            final_loss=records[-1]["loss"] if records else None, skipped_files=skipped, records=records)
+            final_loss=records[-1]["loss"] if records else None, skipped_files=skipped, records=records,
+            start_step=self.start_step)

@@ -22,7 +22,7 @@ from ajepa.masking import MaskCollator, MaskingConfig
 from ajepa.models import ENCODER_SIZES
 from ajepa.monitors import CollapseError
 from ajepa.plots import mask_grid
-from ajepa.train import compose_config
+from ajepa.train import compose_config, summary
 from ajepa.data.loader import RankMaskCollate
 from ajepa.optim import apply_hyperparams, build_optimizer, hyperparams_at
 from ajepa.trainer import build_model, train
@@ -213,6 +213,18 @@ def test_resume_from_step_checkpoint_repeats_the_tail(tmp_path):
     resumed = train(tiny(*args, f"resume={step2}"), tmp_path / "resumed")
     assert [r["step"] for r in resumed.records] == [3, 4]
     assert losses(resumed) == losses(full)[2:]
+    assert summary(resumed).splitlines()[0].startswith("Training finished: step 4 (2 steps this time, resumed at step 2)")
+    assert summary(full).splitlines()[0].startswith("Training finished: 4 steps in")
+
+
+def test_resume_auto_on_a_finished_run_trains_nothing_and_says_so(tmp_path):
+    full = train(tiny("trainer.max_steps=2"), tmp_path)
+    before = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    again = train(tiny("trainer.max_steps=2", "resume=auto"), tmp_path)
+    assert again.steps == 2 and again.start_step == 2
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == before
+    assert summary(again).splitlines()[0] == (
+        f"Nothing to train: the run had already finished at step 2, final loss {full.final_loss:.4f}")
 
 
 def test_resume_true_without_checkpoint_explains(tmp_path):
