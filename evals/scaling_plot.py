@@ -9,16 +9,31 @@ several points may share a step count. ``--series LABEL`` starts a new curve: th
 (before any ``--series`` they belong to ``--label``), e.g. one curve per learning-rate rule. The baseline is the
 mean of its members; its seed std is drawn as a band around zero. ``--seconds-per-step`` adds a second axis in
 training minutes. Prints the table it plots.
+
+Beside the PNG it writes ``<out>.csv``: one row per figure plotted (``series,steps,accuracy,source``; the
+baseline's rows have the series ``baseline`` and no steps), so that the curve outlives its reports.
+``--from-csv`` reads such a file back: its figures are plotted with any ``--baseline`` / ``--point`` given
+beside it, e.g. a new point on an old curve:
+
+    python -m evals.scaling_plot --task esc50 --from-csv docs/img/scaling_esc_holdout.csv \
+        --series "peak lr 1e-3 x 1600 / steps" --point 16000=reports/s23/results.json:steps16000 \
+        --out docs/img/scaling_esc_holdout.png
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from ajepa.io import atomic_write
+
+BASELINE = "baseline"  # the series name of the baseline's rows in the CSV
+CSV_FIELDS = ("series", "steps", "accuracy", "source")
 
 
 def member_accuracies(path: str | Path, task: str, method: str) -> list[float]:
@@ -34,6 +49,33 @@ def _split_source(text: str) -> tuple[str, str]:
     if not path or not method:
         raise argparse.ArgumentTypeError(f"expected RESULTS_JSON:METHOD, got {text!r}")
     return path, method
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a curve CSV written by this tool (``series,steps,accuracy,source``), checked."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows, 2):
+        if set(CSV_FIELDS) - set(row):
+            raise ValueError(f"{path}: expected the columns {','.join(CSV_FIELDS)}, got {','.join(row)}")
+        try:
+            float(row["accuracy"])
+            if row["series"] != BASELINE:
+                int(row["steps"])
+        except ValueError:
+            raise ValueError(f"{path}, line {i}: bad steps or accuracy in {row}") from None
+    return rows
+
+
+def write_csv(path: str | Path, rows: list[dict[str, object]]) -> Path:
+    """Write the plotted figures as a curve CSV, atomically."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows({**r, "accuracy": round(float(r["accuracy"]), 4)} for r in rows)
+
+    return atomic_write(path, write)
 
 
 class _SeriesAction(argparse.Action):
@@ -54,23 +96,36 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, read the reports, print the table and write the plot."""
     p = argparse.ArgumentParser(prog="python -m evals.scaling_plot", description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True)
-    p.add_argument("--baseline", required=True, help="RESULTS_JSON:METHOD of the baseline (e.g. random)")
-    p.add_argument("--point", action=_PointAction, required=True, help="STEPS=RESULTS_JSON:METHOD (repeatable)")
+    p.add_argument("--baseline", help="RESULTS_JSON:METHOD of the baseline (e.g. random)")
+    p.add_argument("--point", action=_PointAction, help="STEPS=RESULTS_JSON:METHOD (repeatable)")
+    p.add_argument("--from-csv", help="a curve CSV this tool wrote: its baseline and points are plotted too")
     p.add_argument("--series", action=_SeriesAction, help="label of the curve the following --point belong to")
     p.add_argument("--seconds-per-step", type=float, default=None, help="adds training minutes to the table/plot")
     p.add_argument("--label", default="JEPA minus random")
     p.add_argument("--out", required=True, help="PNG to write")
     args = p.parse_args(argv)
 
-    base_path, base_method = _split_source(args.baseline)
-    base = member_accuracies(base_path, args.task, base_method)
-    base_mean = statistics.fmean(base)
-    base_std = statistics.stdev(base) if len(base) > 1 else 0.0
-    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for series, spec in args.point:
+    rows: list[dict[str, object]] = []  # every figure plotted, in CSV form
+    for row in read_csv(args.from_csv) if args.from_csv else []:
+        rows.append({**row, "accuracy": float(row["accuracy"])})
+    if args.baseline:
+        path, method = _split_source(args.baseline)
+        rows += [{"series": BASELINE, "steps": "", "accuracy": a, "source": args.baseline}
+                 for a in member_accuracies(path, args.task, method)]
+    for series, spec in args.point or []:
         steps, _, source = spec.partition("=")
         path, method = _split_source(source)
-        curves[series or args.label][int(steps)] += member_accuracies(path, args.task, method)
+        rows += [{"series": series or args.label, "steps": int(steps), "accuracy": a, "source": source}
+                 for a in member_accuracies(path, args.task, method)]
+    base = [float(r["accuracy"]) for r in rows if r["series"] == BASELINE]
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["series"] != BASELINE:
+            curves[str(r["series"])][int(r["steps"])].append(float(r["accuracy"]))
+    if not base or not curves:
+        p.error("need a baseline (--baseline, or baseline rows in --from-csv) and at least one point")
+    base_mean = statistics.fmean(base)
+    base_std = statistics.stdev(base) if len(base) > 1 else 0.0
     print(f"{args.task}: baseline {base_mean:.1f} ± {base_std:.1f} ({len(base)} members)")
     print("| curve | steps | minutes | members | accuracy | minus baseline |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -113,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig).print_png(str(out))
-    print(f"plot: {out}")
+    print(f"plot: {out}\nfigures: {write_csv(out.with_suffix('.csv'), rows)}")
     return 0
 
 

@@ -249,3 +249,40 @@ def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys)
     assert "| JEPA minus random | 400 |" not in table
     with pytest.raises(KeyError, match="no 'mae'"):
         scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"1={short}:mae", "--out", str(out)])
+
+
+def test_scaling_plot_keeps_its_figures_in_a_csv_that_replots_the_curve(tmp_path, capsys):
+    import json
+
+    from evals.scaling_plot import main as scaling_plot
+
+    def report(path, method, accuracies):
+        members = [{"member": f"m{i}", "accuracy": a} for i, a in enumerate(accuracies)]
+        path.write_text(json.dumps({"results": {"esc50": {method: {"members": members}}}}))
+        return path
+
+    base = report(tmp_path / "base.json", "random", [0.50, 0.52])
+    short = report(tmp_path / "short.json", "jepa", [0.55, 0.57])
+    first = tmp_path / "first.png"
+    assert scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"100={short}:jepa",
+                         "--out", str(first)]) == 0
+    rows = (tmp_path / "first.csv").read_text().splitlines()
+    assert rows[0] == "series,steps,accuracy,source" and len(rows) == 5
+    assert f"JEPA minus random,100,57.0,{short}:jepa" in rows and f"baseline,,50.0,{base}:random" in rows
+    capsys.readouterr()
+    # the reports are gone: the CSV alone replots the curve, and a new point joins it
+    base.unlink(), short.unlink()
+    long = report(tmp_path / "long.json", "jepa", [0.60])
+    again = tmp_path / "again.png"
+    assert scaling_plot(["--task", "esc50", "--from-csv", str(tmp_path / "first.csv"),
+                         "--point", f"400={long}:jepa", "--out", str(again)]) == 0
+    table = capsys.readouterr().out
+    assert "| JEPA minus random | 100 | - | 2 | 56.0 ± 1.4 | +5.0 |" in table
+    assert "| JEPA minus random | 400 | - | 1 | 60.0 | +9.0 |" in table
+    assert len((tmp_path / "again.csv").read_text().splitlines()) == 6
+    (tmp_path / "bad.csv").write_text("series,steps,accuracy,source\njepa,many,50,x\n")
+    with pytest.raises(ValueError, match="line 2: bad steps"):
+        scaling_plot(["--task", "esc50", "--from-csv", str(tmp_path / "bad.csv"), "--out", str(again)])
+    with pytest.raises(SystemExit):  # no baseline anywhere
+        scaling_plot(["--task", "esc50", "--point", f"400={long}:jepa", "--out", str(again)])
+    assert "need a baseline" in capsys.readouterr().err
