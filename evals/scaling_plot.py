@@ -71,7 +71,7 @@ def write_csv(path: str | Path, rows: list[dict[str, object]]) -> Path:
     """Write the plotted figures as a curve CSV, atomically."""
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, lineterminator="\n")
             writer.writeheader()
             writer.writerows({**r, "accuracy": round(float(r["accuracy"]), 4)} for r in rows)
 
