@@ -37,7 +37,7 @@ default-model: $(STAMP)
 	$(PY) -m ajepa export $(DEFAULT_RUN)/checkpoints/last.pt --out ajepa/pretrained/default --fp16
 
 # The leave-one-corpus-out table of docs/RESULTS.md (JEPA, MAE, random, log-mel; 2 seeds; strong probe): 16
-# pretraining runs and one evals.suite, about 2.5 hours on 2 CPU cores. Run it again after an interruption.
+# pretraining runs and one evals.suite, 80 minutes on 2 Intel Xeon (AMX) cores. Run it again after an interruption.
 loco: $(STAMP)
 	$(PY) -m evals.loco --data-root ../shared/data
 

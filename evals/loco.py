@@ -11,8 +11,8 @@ the strong probe (``logreg-cv``) and the read-out best for the trained and the r
 (``freqcat+std`` of all layers). Training runs with ``resume=auto``, so the command can be run again after an
 interruption: finished runs are not retrained and a stopped one continues from its last checkpoint.
 
-The full table (4 holdouts x 2 objectives x 2 seeds = 16 runs of about 6 minutes each on 2 CPU cores, then the
-suite) takes about 2.5 hours; ``--holdouts`` and ``--seeds`` cut it down.
+The full table (4 holdouts x 2 objectives x 2 seeds = 16 runs, then the suite) took 80 minutes
+on 2 cores of an Intel Xeon with AMX (runs of about 4 minutes; about 6 on the AMD EPYC of docs/RESULTS.md); ``--holdouts`` and ``--seeds`` cut it down.
 """
 
 from __future__ import annotations
