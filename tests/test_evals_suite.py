@@ -219,19 +219,21 @@ def test_leave_one_corpus_out_members_resolve_per_task_and_report_exposure(tmp_p
     assert suite.main(bad, resolve=resolve) == 2
 
 
-def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys):
+def _report(path, method, accuracies):
+    """A minimal suite results.json with ``method``'s member accuracies on esc50."""
     import json
 
+    members = [{"member": f"m{i}", "accuracy": a} for i, a in enumerate(accuracies)]
+    path.write_text(json.dumps({"results": {"esc50": {method: {"members": members}}}}))
+    return path
+
+
+def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys):
     from evals.scaling_plot import main as scaling_plot
 
-    def report(path, method, accuracies):
-        members = [{"member": f"m{i}", "accuracy": a} for i, a in enumerate(accuracies)]
-        path.write_text(json.dumps({"results": {"esc50": {method: {"members": members}}}}))
-        return path
-
-    base = report(tmp_path / "base.json", "random", [0.50, 0.52])
-    short = report(tmp_path / "short.json", "jepa", [0.55, 0.57])
-    long = report(tmp_path / "long.json", "jepa", [0.60])
+    base = _report(tmp_path / "base.json", "random", [0.50, 0.52])
+    short = _report(tmp_path / "short.json", "jepa", [0.55, 0.57])
+    long = _report(tmp_path / "long.json", "jepa", [0.60])
     out = tmp_path / "curve.png"
     assert scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"100={short}:jepa",
                          "--point", f"400={long}:jepa", "--seconds-per-step", "0.6", "--out", str(out)]) == 0
@@ -252,17 +254,10 @@ def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys)
 
 
 def test_scaling_plot_keeps_its_figures_in_a_csv_that_replots_the_curve(tmp_path, capsys):
-    import json
-
     from evals.scaling_plot import main as scaling_plot
 
-    def report(path, method, accuracies):
-        members = [{"member": f"m{i}", "accuracy": a} for i, a in enumerate(accuracies)]
-        path.write_text(json.dumps({"results": {"esc50": {method: {"members": members}}}}))
-        return path
-
-    base = report(tmp_path / "base.json", "random", [0.50, 0.52])
-    short = report(tmp_path / "short.json", "jepa", [0.55, 0.57])
+    base = _report(tmp_path / "base.json", "random", [0.50, 0.52])
+    short = _report(tmp_path / "short.json", "jepa", [0.55, 0.57])
     first = tmp_path / "first.png"
     assert scaling_plot(["--task", "esc50", "--baseline", f"{base}:random", "--point", f"100={short}:jepa",
                          "--out", str(first)]) == 0
@@ -272,7 +267,7 @@ def test_scaling_plot_keeps_its_figures_in_a_csv_that_replots_the_curve(tmp_path
     capsys.readouterr()
     # the reports are gone: the CSV alone replots the curve, and a new point joins it
     base.unlink(), short.unlink()
-    long = report(tmp_path / "long.json", "jepa", [0.60])
+    long = _report(tmp_path / "long.json", "jepa", [0.60])
     again = tmp_path / "again.png"
     assert scaling_plot(["--task", "esc50", "--from-csv", str(tmp_path / "first.csv"),
                          "--point", f"400={long}:jepa", "--out", str(again)]) == 0
