@@ -1,7 +1,8 @@
 """The model files: exported encoders (pickle-free safetensors + JSON) and training checkpoints, read and written.
 
 An export is ``<folder>/model.safetensors`` + ``<folder>/config.json`` (or ``<name>.safetensors`` + ``<name>.json``).
-The weights are one encoder's ``state_dict`` with ``ViTEncoder``'s keys, float32 or float16. ``config.json`` holds
+The weights are one encoder's ``state_dict`` with ``ViTEncoder``'s keys, stored as float32, float16 or int8
+(:mod:`ajepa.quantization`: per-channel scales beside the int8 matrices; read back as float32). ``config.json`` holds
 ``format`` (``"ajepa-encoder"``), ``version`` (1), ``frontend`` (``FrontendConfig``, with the training data's
 normalisation statistics), ``encoder`` (``EncoderConfig``), ``sample_rate``, ``clip_seconds``, ``source_encoder``
 (``"target"``, ``"context"`` or ``"random"``) and ``readout`` (``{"pooling", "average_layers"}``, the model's
@@ -31,9 +32,10 @@ from ajepa.errors import CheckpointError, ConfigError
 from ajepa.features.logmel import FrontendConfig
 from ajepa.inference.pooling import AVERAGE_ALL, CLIP_POOLINGS
 from ajepa.models.sizes import EncoderConfig
+from ajepa.quantization import dequantize_int8, quantize_int8
 
-__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "LEGACY_READOUT", "RECOMMENDED_READOUT", "WEIGHTS_NAME",
-           "export_paths", "read_export", "read_training_checkpoint", "write_export"]
+__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "LEGACY_READOUT", "RECOMMENDED_READOUT", "WEIGHTS_DTYPES",
+           "WEIGHTS_NAME", "export_paths", "read_export", "read_training_checkpoint", "write_export"]
 
 EXPORT_FORMAT = "ajepa-encoder"
 EXPORT_VERSION = 1
@@ -44,6 +46,8 @@ CONFIG_NAME = "config.json"
 RECOMMENDED_READOUT: dict[str, Any] = {"pooling": "freqcat+std", "average_layers": "all"}
 # What a model file without a recorded read-out (exports before it was recorded, training checkpoints) gets.
 LEGACY_READOUT: dict[str, Any] = {"pooling": "mean", "average_layers": 1}
+# How an export may store its weights; all of them load as float32.
+WEIGHTS_DTYPES = ("float32", "float16", "int8")
 
 
 def export_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -55,18 +59,26 @@ def export_paths(out: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os.PathLike, *,
-                 dtype: torch.dtype = torch.float32) -> Path:
-    """Write ``state`` as safetensors (in ``dtype``: float32 or float16) and ``config`` as JSON (each atomically);
-    return the weights path."""
+                 weights_dtype: str = "float32") -> Path:
+    """Write ``state`` as safetensors and ``config`` as JSON (each atomically); return the weights path.
+
+    ``weights_dtype`` (one of :data:`WEIGHTS_DTYPES`): ``"float16"`` halves the file; ``"int8"`` quarters it
+    (per-channel int8 matrices, float16 vectors; :mod:`ajepa.quantization`). Loading computes in float32 either way.
+    """
     from safetensors.torch import save_file
 
-    if dtype not in (torch.float32, torch.float16):
-        raise ValueError(f"exported weights are float32 or float16, not {dtype}")
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"exported weights are one of {WEIGHTS_DTYPES}, not {weights_dtype!r}")
     weights, cfg_path = export_paths(out)
     weights.parent.mkdir(parents=True, exist_ok=True)
     # safetensors refuses views that share storage; owned contiguous CPU copies are always accepted.
-    tensors = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in state.items()}
-    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT}))
+    if weights_dtype == "int8":
+        tensors = {k: v.clone() for k, v in quantize_int8(state).items()}
+    else:
+        dtype = getattr(torch, weights_dtype)
+        tensors = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in state.items()}
+    metadata = {"format": EXPORT_FORMAT, "weights_dtype": weights_dtype}
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return weights
@@ -190,6 +202,10 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device="cpu")
+        tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError, OSError, header parse errors: all mean "not valid weights"
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    try:
+        return dequantize_int8(tensors)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: inconsistent int8 weights ({exc})") from None

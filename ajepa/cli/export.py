@@ -14,8 +14,9 @@ exports that one).
 The config also records the model's recommended **read-out** (``"readout": {"pooling", "average_layers"}``),
 which ``ajepa.load`` / ``ajepa.embed`` / the CLI / HEAR use unless told otherwise. The default is
 :data:`RECOMMENDED_READOUT` (``freqcat+std`` of the mean of every layer), the read-out that probed best for every
-encoder trained here (docs/RESULTS.md); ``--pooling`` / ``--average-layers`` record another. ``--fp16`` stores
-the weights as float16 (half the size; they are computed in float32 after loading).
+encoder trained here (docs/RESULTS.md); ``--pooling`` / ``--average-layers`` record another. ``--weights-dtype``
+stores the weights as ``float16`` (half the size; ``--fp16`` for short) or ``int8`` (a quarter: per-channel int8
+matrices, :mod:`ajepa.quantization`); they are computed in float32 after loading.
 """
 
 from __future__ import annotations
@@ -27,22 +28,24 @@ from pathlib import Path
 
 from ajepa.errors import CheckpointError
 from ajepa.inference import CLIP_POOLINGS, average_layers_arg, load
-from ajepa.model_files import RECOMMENDED_READOUT, export_paths
+from ajepa.model_files import RECOMMENDED_READOUT, WEIGHTS_DTYPES, export_paths
 
 __all__ = ["export_checkpoint", "main"]
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, encoder: str | None = None,
                       pooling: str = RECOMMENDED_READOUT["pooling"],
-                      average_layers: int | str = RECOMMENDED_READOUT["average_layers"], fp16: bool = False) -> Path:
+                      average_layers: int | str = RECOMMENDED_READOUT["average_layers"],
+                      weights_dtype: str = "float32") -> Path:
     """Export one encoder of a training checkpoint to ``out`` with its recommended read-out; return the weights path.
 
     ``encoder``: ``"target"`` / ``"context"``; ``None`` takes the target encoder, or the only one the checkpoint
-    holds. ``pooling`` / ``average_layers`` are recorded as the model's read-out. The weights go through the same
+    holds. ``pooling`` / ``average_layers`` are recorded as the model's read-out; ``weights_dtype`` is one of
+    :data:`ajepa.model_files.WEIGHTS_DTYPES`. The weights go through the same
     validation as :func:`ajepa.load`, so a bad checkpoint fails here, not later.
     """
     return load(checkpoint, encoder=encoder, device="cpu", pooling=pooling, average_layers=average_layers).save(
-        out, fp16=fp16)
+        out, weights_dtype=weights_dtype)
 
 
 
@@ -58,11 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--average-layers", type=average_layers_arg, default=RECOMMENDED_READOUT["average_layers"],
                         metavar="K|all", help="hidden states averaged in the recorded read-out "
                                               f"(default {RECOMMENDED_READOUT['average_layers']})")
-    parser.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the size)")
+    parser.add_argument("--weights-dtype", choices=WEIGHTS_DTYPES, default="float32",
+                        help="storage of the weights: float16 halves the file, int8 (per-channel scales) quarters it; "
+                             "all compute in float32 after loading (default float32)")
+    parser.add_argument("--fp16", dest="weights_dtype", action="store_const", const="float16",
+                        help="the same as --weights-dtype float16")
     args = parser.parse_args(argv)
     try:
         weights = export_checkpoint(args.checkpoint, args.out, encoder=args.encoder, pooling=args.pooling,
-                                    average_layers=args.average_layers, fp16=args.fp16)
+                                    average_layers=args.average_layers, weights_dtype=args.weights_dtype)
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
