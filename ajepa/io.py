@@ -7,7 +7,7 @@ destination, so a reader (or a resumed run) sees the old file or the new one, ne
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,13 +16,12 @@ def atomic_write(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """Call ``write(tmp_path)`` to fill a temporary file beside ``dest``, fsync it and rename it to ``dest``.
 
     The parent folder is created when missing. On any exception the temporary file is removed, ``dest`` is left
-    as it was, and the exception propagates. Returns ``dest`` as a :class:`~pathlib.Path`.
+    as it was, and the exception propagates. The file gets the permissions of a plain ``open`` (0o666 less the
+    umask), not the owner-only mode of ``tempfile.mkstemp``. Returns ``dest`` as a :class:`~pathlib.Path`.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _create_temp(dest)
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -33,6 +32,17 @@ def atomic_write(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path
         raise
     _fsync_dir(dest.parent)
     return dest
+
+
+def _create_temp(dest: Path) -> Path:
+    # O_EXCL makes the name ours alone, as mkstemp would; mode 0o666 lets the umask decide who may read the result.
+    while True:
+        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _fsync_dir(folder: Path) -> None:

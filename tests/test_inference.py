@@ -207,37 +207,73 @@ def test_embed_and_load_without_model_use_the_shipped_default(model, exported):
                                   load_auto(exported, device="cpu").embed(wav, SR, pooling="mean+max"))
 
 
-def test_shipped_default_weights_are_small_float16_safetensors():
+def test_shipped_default_weights_are_int8_safetensors_under_2_mib():
     from safetensors import safe_open
 
     from ajepa.pretrained import DEFAULT_MODEL_DIR
+    from ajepa.quantization import SCALE_SUFFIX
 
     weights = DEFAULT_MODEL_DIR / "model.safetensors"
-    assert weights.stat().st_size <= 10 * 2**20
+    assert weights.stat().st_size <= 2 * 2**20  # small enough to ship in the package and the repository
     with safe_open(str(weights), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
+        assert f.metadata()["weights_dtype"] == "int8"
+    assert {d for k, d in dtypes.items() if k.endswith(".weight") and k + SCALE_SUFFIX in dtypes} == {torch.int8}
+    assert dtypes["blocks.0.attn.qkv.weight"] == torch.int8 and dtypes["blocks.0.attn.qkv.bias"] == torch.float16
     cfg = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     assert cfg["source_encoder"] == "target" and cfg["readout"]["pooling"] == "freqcat+std"
+    default = load_auto(device="cpu")
+    assert all(p.dtype == torch.float32 for p in default.encoder.parameters())
 
 
-def test_fp16_export_embeds_like_the_fp32_weights(ckpt, tmp_path):
+@pytest.mark.parametrize("weights_dtype, stored, max_size, min_cos",
+                         [("float16", torch.float16, 0.6, 0.999), ("int8", torch.int8, 0.35, 0.999)])
+def test_compact_exports_embed_like_the_fp32_weights(ckpt, tmp_path, weights_dtype, stored, max_size, min_cos):
     from safetensors import safe_open
 
     full = load(ckpt, device="cpu", pooling="freqcat+std", average_layers="all")
     full.save(tmp_path / "fp32")
-    full.save(tmp_path / "fp16", fp16=True)
-    with safe_open(str(tmp_path / "fp16" / "model.safetensors"), "pt") as f:
-        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
-    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.6 * (
+    full.save(tmp_path / "small", weights_dtype=weights_dtype)
+    with safe_open(str(tmp_path / "small" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("blocks.0.mlp.fc1.weight").dtype == stored
+    assert (tmp_path / "small" / "model.safetensors").stat().st_size < max_size * (
         tmp_path / "fp32" / "model.safetensors").stat().st_size
-    half = load(tmp_path / "fp16", device="cpu")
-    assert next(half.encoder.parameters()).dtype == torch.float32  # computed in float32 after loading
+    small = load(tmp_path / "small", device="cpu")
+    assert all(p.dtype == torch.float32 for p in small.encoder.parameters())  # computed in float32 after loading
     wavs = [_tone(s, f, seed=i) for i, (s, f) in enumerate([(0.4, 300.0), (1.0, 700.0), (2.3, 1500.0)])]
     a = load(tmp_path / "fp32", device="cpu").embed(wavs, SR)
-    b = half.embed(wavs, SR)
+    b = small.embed(wavs, SR)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert cos.min() >= 0.999
+    assert cos.min() >= min_cos
+    assert not np.array_equal(a, b)  # the storage really is lossy: the check above is not vacuous
     np.testing.assert_array_equal(a, full.embed(wavs, SR))
+
+
+def test_export_cli_weights_dtype_and_fp16_shorthand(ckpt, tmp_path):
+    from safetensors import safe_open
+
+    for args, dtype in ((["--weights-dtype", "int8"], torch.int8), (["--fp16"], torch.float16), ([], torch.float32)):
+        out = tmp_path / "_".join(args or ["default"])
+        assert export_cli([str(ckpt), "--out", str(out), *args]) == 0
+        with safe_open(str(out / "model.safetensors"), "pt") as f:
+            assert f.get_tensor("blocks.0.attn.qkv.weight").dtype == dtype
+    with pytest.raises(SystemExit):
+        export_cli([str(ckpt), "--out", str(tmp_path / "bad"), "--weights-dtype", "int4"])
+    with pytest.raises(ValueError, match="int4"):
+        load(ckpt, device="cpu").save(tmp_path / "bad2", weights_dtype="int4")
+
+
+def test_int8_export_missing_its_scales_fails_to_load(ckpt, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from ajepa.quantization import SCALE_SUFFIX
+
+    load(ckpt, device="cpu").save(tmp_path / "q", weights_dtype="int8")
+    tensors = load_file(str(tmp_path / "q" / "model.safetensors"))
+    del tensors["blocks.0.mlp.fc2.weight" + SCALE_SUFFIX]
+    save_file(tensors, str(tmp_path / "q" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="inconsistent int8 weights.*fc2.weight"):
+        load(tmp_path / "q", device="cpu")
 
 
 def test_checkpoint_with_one_encoder_loads_it(tmp_path):

@@ -1,6 +1,6 @@
 """The default encoder shipped inside the package: what ``ajepa.load()`` and ``ajepa.embed(wav)`` use with no model.
 
-``default/`` holds an export (``model.safetensors`` in float16 + ``config.json`` with its recommended read-out),
+``default/`` holds an export (``model.safetensors`` in int8, under 2 MiB + ``config.json`` with its recommended read-out),
 written by one command from the ``cpu15`` recipe (``make default-model``; docs/MODEL_CARD.md has the data, its
 licences, and the probe figures). It is read from disk: nothing is downloaded. The weights were trained on
 ESC-50 audio among others and carry its non-commercial terms (CC BY-NC).
