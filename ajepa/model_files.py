@@ -73,7 +73,7 @@ def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os
     weights.parent.mkdir(parents=True, exist_ok=True)
     # safetensors refuses views that share storage; owned contiguous CPU copies are always accepted.
     if weights_dtype == "int8":
-        tensors = {k: v.clone() for k, v in quantize_int8(state).items()}
+        tensors = quantize_int8(state)  # new tensors already
     else:
         dtype = getattr(torch, weights_dtype)
         tensors = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in state.items()}

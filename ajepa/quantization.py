@@ -3,8 +3,8 @@
 A weight matrix (or conv kernel) of shape ``(C_out, ...)`` is stored as int8 values ``q`` with a float32 scale per
 output channel, ``w ~= q * scale``, where ``scale = max|w_row| / 127``. Each row keeps its own range, so the
 rounding error of a row is at most half a step of that row: for the default encoder the clip embeddings stay
-within a cosine similarity of 0.9999 of the float32 weights (docs/MODEL_CARD.md). Vectors (biases, norms) and
-tensors with a single output channel are small and keep float16. Storage only: the model computes in float32.
+within a cosine similarity of 0.99997 of its float16 export (docs/MODEL_CARD.md). Vectors (biases, norms) and
+tensors with a single output channel are small and keep float16; non-floating tensors are kept as they are. Storage only: the model computes in float32.
 
 The scale of tensor ``name`` is stored beside it as ``name + SCALE_SUFFIX``.
 """
@@ -21,20 +21,27 @@ _QMAX = 127  # symmetric: -127..127, so that negating a weight never overflows
 
 
 def _quantizable(t: Tensor) -> bool:
-    return t.is_floating_point() and t.ndim >= 2 and t.shape[0] > 1
+    return t.ndim >= 2 and t.shape[0] > 1
 
 
 def quantize_int8(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Int8 tensors with per-output-channel float32 scales for every weight of ``state`` with ``ndim >= 2`` and
-    more than one output channel; every other floating tensor as float16. Pure: ``state`` is not modified.
+    more than one output channel; every other floating tensor as float16, any other tensor unchanged. Pure:
+    ``state`` is not modified, and every returned tensor is a new contiguous CPU tensor.
 
     Raises:
-        ValueError: a key of ``state`` already ends with :data:`SCALE_SUFFIX`, or a tensor is not finite.
+        ValueError: a key of ``state`` already ends with :data:`SCALE_SUFFIX`, a tensor is not finite, or a
+            tensor is int8 already.
     """
     out: dict[str, Tensor] = {}
     for name, value in state.items():
         if name.endswith(SCALE_SUFFIX):
             raise ValueError(f"state key {name!r} ends with the reserved suffix {SCALE_SUFFIX!r}")
+        if value.dtype == torch.int8:  # on load, int8 means "quantised": a plain int8 buffer would be misread
+            raise ValueError(f"{name}: int8 tensors are reserved for quantised weights")
+        if not value.is_floating_point():
+            out[name] = value.detach().to("cpu").contiguous().clone()
+            continue
         t = value.detach().to("cpu", torch.float32)
         if not torch.isfinite(t).all():
             raise ValueError(f"{name}: cannot quantise a tensor with NaN or infinite values")

@@ -18,24 +18,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from ajepa.features import list_audio_files
 from ajepa.inference import load
 from ajepa.model_files import WEIGHTS_DTYPES
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 
-
-def _clips(folders: list[str], per_folder: int, seed: int) -> list[tuple[np.ndarray, int]]:
+def _clips(folders: list[str], per_folder: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     clips = []
     for folder in folders:
-        files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        if not files:
-            raise SystemExit(f"no audio files under {folder}")
-        for path in rng.sample(files, min(per_folder, len(files))):
-            audio, sr = sf.read(path, dtype="float32", always_2d=True)
-            clips.append((audio.mean(axis=1), sr))
+        files = sorted(list_audio_files(folder))
+        clips += rng.sample(files, min(per_folder, len(files)))
     return clips
 
 
@@ -54,14 +48,13 @@ def main() -> None:
 
     reference = load(args.model, device="cpu")
     clips = _clips(args.data, args.clips_per_folder, args.seed)
-    ref = np.stack([reference.embed(x, sr) for x, sr in clips])
+    ref = reference.embed(clips)
     print(f"{len(clips)} clips; read-out {reference.pooling}, average_layers={reference.average_layers}")
     print(f"{'weights':<8} {'bytes':>10} {'min cos':>10} {'mean cos':>10} {'max rel L2':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in WEIGHTS_DTYPES:
             path = reference.save(Path(tmp) / dtype, weights_dtype=dtype)
-            stored = load(path.parent, device="cpu")
-            got = np.stack([stored.embed(x, sr) for x, sr in clips])
+            got = load(path.parent, device="cpu").embed(clips)
             cos = _cosine(ref, got)
             rel = np.linalg.norm(ref - got, axis=1) / np.linalg.norm(ref, axis=1)
             print(f"{dtype:<8} {path.stat().st_size:>10,} {cos.min():>10.7f} {cos.mean():>10.7f} {rel.max():>10.5f}")

@@ -216,10 +216,11 @@ def test_shipped_default_weights_are_int8_safetensors_under_2_mib():
     weights = DEFAULT_MODEL_DIR / "model.safetensors"
     assert weights.stat().st_size <= 2 * 2**20  # small enough to ship in the package and the repository
     with safe_open(str(weights), "pt") as f:
-        dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
         assert f.metadata()["weights_dtype"] == "int8"
-    assert {d for k, d in dtypes.items() if k.endswith(".weight") and k + SCALE_SUFFIX in dtypes} == {torch.int8}
-    assert dtypes["blocks.0.attn.qkv.weight"] == torch.int8 and dtypes["blocks.0.attn.qkv.bias"] == torch.float16
+    matrices = [k for k, t in tensors.items() if not k.endswith(SCALE_SUFFIX) and t.ndim >= 2]
+    assert len(matrices) >= 17 and all(tensors[k].dtype == torch.int8 for k in matrices)  # 4 blocks x 4 + patches
+    assert tensors["blocks.0.attn.qkv.bias"].dtype == torch.float16
     cfg = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     assert cfg["source_encoder"] == "target" and cfg["readout"]["pooling"] == "freqcat+std"
     default = load_auto(device="cpu")

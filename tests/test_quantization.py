@@ -10,7 +10,8 @@ def _state() -> dict[str, torch.Tensor]:
     w[2] *= 100.0  # one row with a far larger range must not cost the others their precision
     w[4] = 0.0
     return {"fc.weight": w, "fc.bias": torch.randn(6, generator=g),
-            "patch.weight": torch.randn(4, 1, 3, 3, generator=g), "pos": torch.randn(1, 7, 5, generator=g)}
+            "patch.weight": torch.randn(4, 1, 3, 3, generator=g), "pos": torch.randn(1, 7, 5, generator=g),
+            "steps": torch.tensor([3, 4], dtype=torch.int64)}
 
 
 def test_matrices_become_int8_with_one_scale_per_output_channel_and_vectors_float16():
@@ -21,6 +22,7 @@ def test_matrices_become_int8_with_one_scale_per_output_channel_and_vectors_floa
     assert q["patch.weight"].dtype == torch.int8 and q["patch.weight" + SCALE_SUFFIX].shape == (4,)
     assert q["fc.bias"].dtype == torch.float16 and q["pos"].dtype == torch.float16  # a vector; one output channel
     assert q["fc.weight"].abs().max() <= 127
+    assert q["steps"].dtype == torch.int64 and torch.equal(q["steps"], state["steps"])  # integers are not floats
     assert all(torch.equal(state[k], before[k]) for k in state)  # the input is not modified
 
 
@@ -57,5 +59,7 @@ def test_inconsistent_int8_tensors_are_refused():
 def test_reserved_names_and_non_finite_weights_are_refused():
     with pytest.raises(ValueError, match="reserved suffix"):
         quantize_int8({"w" + SCALE_SUFFIX: torch.ones(2, 2)})
+    with pytest.raises(ValueError, match="reserved for quantised"):
+        quantize_int8({"w": torch.ones(2, 2, dtype=torch.int8)})
     with pytest.raises(ValueError, match="NaN"):
         quantize_int8({"w": torch.tensor([[1.0, float("nan")], [0.0, 1.0]])})
