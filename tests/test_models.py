@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -372,3 +374,9 @@ def test_variance_covariance_ignores_padding_tokens(batch) -> None:
     loss, terms = VarianceCovariance(1.0, 0.04)(z, torch.zeros_like(kept))
     assert loss.item() == 0.0 and terms["covariance"].item() == 0.0
 
+
+
+def test_objectives_and_models_import_in_either_order() -> None:
+    # ajepa.objectives and ajepa.models use each other's modules; a user may import either first.
+    for module in ("ajepa.objectives", "ajepa.objectives.jepa", "ajepa.models.vit", "ajepa.models"):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

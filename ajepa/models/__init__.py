@@ -1,6 +1,7 @@
 """Models: patch-token ViT encoder, predictor and the Audio-JEPA / MAE pre-training wrapper."""
 
-from ajepa.models.jepa import AudioJEPA
+from typing import Any
+
 from ajepa.models.pos_embed import SinCosPosEmbed2d, sincos_pos_embed_2d
 from ajepa.models.predictor import Predictor
 from ajepa.models.sizes import ENCODER_SIZES, EncoderConfig, PredictorConfig, encoder_config
@@ -18,3 +19,13 @@ __all__ = [
     "encoder_config",
     "sincos_pos_embed_2d",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # AudioJEPA is imported on first use: it needs ajepa.objectives, whose modules need ajepa.models.vit, so an
+    # eager import here made `import ajepa.objectives` (before ajepa.models) fail on the circle.
+    if name == "AudioJEPA":
+        from ajepa.models.jepa import AudioJEPA
+
+        return AudioJEPA
+    raise AttributeError(f"module 'ajepa.models' has no attribute {name!r}")
