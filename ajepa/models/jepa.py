@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from ajepa.errors import ConfigError
 from ajepa.models.predictor import Predictor
 from ajepa.models.sizes import EncoderConfig, PredictorConfig
-from ajepa.models.vit import ViTEncoder, apply_masks
-from ajepa.objectives import ClipPrediction, ObjectiveConfig, build_objective, build_regulariser
+from ajepa.models.vit import ViTEncoder
+from ajepa.objectives import ObjectiveConfig, build_objective, build_regulariser
 
 __all__ = ["AudioJEPA"]
 
@@ -45,8 +45,6 @@ class AudioJEPA(nn.Module):
             self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False).eval()
         self.predictor = Predictor(encoder.embed_dim, predictor,
                                    self.objective.output_dim(encoder.embed_dim, encoder.patch_dim))
-        self.clip_prediction = (ClipPrediction(encoder.embed_dim, objective.loss)
-                                if objective.clip_weight > 0 else None)
 
     def train(self, mode: bool = True) -> AudioJEPA:
         super().train(mode)
@@ -62,22 +60,17 @@ class AudioJEPA(nn.Module):
             f"expected context_idx (B, N_ctx) and target_idx (B, K, N_tgt), got "
             f"{tuple(context_idx.shape)} and {tuple(target_idx.shape)}")
         with torch.no_grad():
-            dense_targets = self.objective.dense_targets(tokens, grid, self.target_encoder)  # (B, N, D|P)
-            targets = apply_masks(dense_targets, target_idx)  # (B, K, N_tgt, D|P)
+            targets = self.objective.targets(tokens, grid, target_idx, self.target_encoder)  # (B, K, N_tgt, D|P)
         z = self.context_encoder(tokens, grid, keep_idx=context_idx)
         pred = self.predictor(z, context_idx, target_idx, grid)
         weight = None if token_valid is None else token_valid.gather(1, target_idx.flatten(1)).view_as(target_idx)
         prediction = self.objective(pred, targets, weight)
         loss, terms = prediction, {"prediction": prediction.detach()}
-        context_valid = None if token_valid is None else token_valid.gather(1, context_idx)
         if self.regulariser is not None:
-            extra, extra_terms = self.regulariser(z, context_valid)
+            valid = None if token_valid is None else token_valid.gather(1, context_idx)
+            extra, extra_terms = self.regulariser(z, valid)
             loss = loss + extra
             terms.update(extra_terms)
-        if self.clip_prediction is not None:
-            clip = self.clip_prediction(z, context_valid, dense_targets, token_valid)
-            loss = loss + self.objective_cfg.clip_weight * clip
-            terms["clip"] = clip.detach()
         monitored = self.objective.monitored(targets, z)
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {

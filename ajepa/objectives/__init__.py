@@ -6,7 +6,6 @@ the optional anti-collapse addition :class:`VarianceCovariance`, switched on by 
 
 from __future__ import annotations
 
-from ajepa.objectives.clip import ClipPrediction
 from ajepa.objectives.config import LOSSES, OBJECTIVES, ObjectiveConfig
 from ajepa.objectives.jepa import JEPAObjective
 from ajepa.objectives.losses import normalize_patches, regression_loss
@@ -15,7 +14,7 @@ from ajepa.objectives.vicreg import VarianceCovariance, variance_covariance
 
 Objective = JEPAObjective | MAEObjective
 
-__all__ = ["ClipPrediction", "LOSSES", "OBJECTIVES", "JEPAObjective", "MAEObjective", "Objective", "ObjectiveConfig",
+__all__ = ["LOSSES", "OBJECTIVES", "JEPAObjective", "MAEObjective", "Objective", "ObjectiveConfig",
            "VarianceCovariance", "build_objective", "build_regulariser", "normalize_patches", "regression_loss",
            "variance_covariance"]
 

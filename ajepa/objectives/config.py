@@ -24,8 +24,7 @@ class ObjectiveConfig:
     ``variance_weight`` / ``covariance_weight``: VICReg terms on the context encoder's output tokens, for either
     objective (:class:`ajepa.objectives.VarianceCovariance`); 0 and 0 leave them out. ``ignore_padding``: targets
     in zero-padded time columns of short clips are left out of the loss, and padded context tokens out of the
-    VICReg terms. ``clip_weight`` (jepa): the weight of :class:`ajepa.objectives.ClipPrediction`, the clip-level
-    term; 0 leaves it out.
+    VICReg terms.
     """
 
     name: str = "jepa"
@@ -35,7 +34,6 @@ class ObjectiveConfig:
     variance_weight: float = 0.0
     covariance_weight: float = 0.0
     ignore_padding: bool = True
-    clip_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
@@ -53,7 +51,5 @@ class ObjectiveConfig:
                 raise ConfigError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
             if self.target_layers < 1:
                 raise ConfigError(f"target_layers must be >= 1, got {self.target_layers}")
-        if min(self.variance_weight, self.covariance_weight, self.clip_weight) < 0:
-            raise ConfigError("variance_weight, covariance_weight and clip_weight must be >= 0")
-        if self.name == "mae" and self.clip_weight > 0:
-            raise ConfigError("objective.clip_weight applies to jepa only: its target is the target encoder's clip mean")
+        if min(self.variance_weight, self.covariance_weight) < 0:
+            raise ConfigError("variance_weight and covariance_weight must be >= 0")

@@ -23,15 +23,12 @@ class JEPAObjective(ObjectiveBase):
         """What the collapse monitors watch: the targets ``(B, K, N_tgt, D)``, the representation being learned."""
         return targets
 
-    def dense_targets(self, tokens: Tensor, grid: tuple[int, int], target_encoder: ViTEncoder | None) -> Tensor:
-        """``tokens (B, N, P)`` -> the target features of every token ``(B, N, D)``; call under ``no_grad``."""
-        h = target_encoder.forward_layers(tokens, grid, self.cfg.target_layers)
-        return F.layer_norm(h, h.shape[-1:]) if self.cfg.target_layernorm else h
-
     def targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
                 target_encoder: ViTEncoder | None) -> Tensor:
         """``tokens (B, N, P)``, ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, D)``; call under ``no_grad``."""
-        return apply_masks(self.dense_targets(tokens, grid, target_encoder), target_idx)
+        h = target_encoder.forward_layers(tokens, grid, self.cfg.target_layers)
+        h = apply_masks(h, target_idx)
+        return F.layer_norm(h, h.shape[-1:]) if self.cfg.target_layernorm else h
 
     def forward(self, pred: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
         """``pred``, ``targets`` ``(B, K, N_tgt, D)``; ``weight (B, K, N_tgt)`` or None -> the scalar loss."""

@@ -22,14 +22,10 @@ class MAEObjective(ObjectiveBase):
         """What the collapse monitors watch: the context features ``(B, N_ctx, D)`` (the targets are patches)."""
         return context
 
-    def dense_targets(self, tokens: Tensor, grid: tuple[int, int], target_encoder: ViTEncoder | None) -> Tensor:
-        """``tokens (B, N, P)`` -> every token's normalised patch ``(B, N, P)``."""
-        return normalize_patches(tokens)
-
     def targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
                 target_encoder: ViTEncoder | None) -> Tensor:
         """``tokens (B, N, P)``, ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, P)``."""
-        return apply_masks(self.dense_targets(tokens, grid, target_encoder), target_idx)
+        return normalize_patches(apply_masks(tokens, target_idx))
 
     def forward(self, pred: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
         """``pred``, ``targets`` ``(B, K, N_tgt, P)``; ``weight (B, K, N_tgt)`` or None -> the scalar loss."""
