@@ -375,7 +375,6 @@ def test_variance_covariance_ignores_padding_tokens(batch) -> None:
     assert loss.item() == 0.0 and terms["covariance"].item() == 0.0
 
 
-
 def test_objectives_and_models_import_in_either_order() -> None:
     # ajepa.objectives and ajepa.models use each other's modules; a user may import either first.
     for module in ("ajepa.objectives", "ajepa.objectives.jepa", "ajepa.models.vit", "ajepa.models"):
