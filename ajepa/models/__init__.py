@@ -1,11 +1,14 @@
 """Models: patch-token ViT encoder, predictor and the Audio-JEPA / MAE pre-training wrapper."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ajepa.models.pos_embed import SinCosPosEmbed2d, sincos_pos_embed_2d
 from ajepa.models.predictor import Predictor
 from ajepa.models.sizes import ENCODER_SIZES, EncoderConfig, PredictorConfig, encoder_config
 from ajepa.models.vit import ViTEncoder, apply_masks
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below imports it
+    from ajepa.models.jepa import AudioJEPA
 
 __all__ = [
     "AudioJEPA",
