@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ajepa.errors import AudioInputError
+from ajepa.features.audio import MAX_ABS_SAMPLE
 from ajepa.inference import ClipFeatures, Embedder, load
 
 __all__ = ["HearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "MODEL_ENV_VAR"]
@@ -135,6 +136,10 @@ def _check_audio(audio: Tensor) -> None:
         raise AudioInputError(f"HEAR audio {tuple(audio.shape)} is empty")
     if not bool(torch.isfinite(audio).all()):
         raise AudioInputError("HEAR audio contains NaN or infinite samples")
+    peak = float(audio.abs().max())
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioInputError(f"HEAR audio reaches {peak:.3g}, which overflows the log-mel front end (expected "
+                              f"[-1, 1]; at most {MAX_ABS_SAMPLE:.0e})")
 
 
 def _features(audio: Tensor, model: HearModel, pooling: str | None = None) -> list[ClipFeatures]:

@@ -11,6 +11,10 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from ajepa.errors import OutputError
+
+__all__ = ["atomic_write", "ensure_writable"]
+
 
 def atomic_write(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file beside ``dest``, fsync it and rename it to ``dest``.
@@ -57,3 +61,21 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def ensure_writable(dest: str | os.PathLike) -> Path:
+    """Check, before any work, that ``dest`` can be written: its folder exists or can be made, and a file can be
+    created there. Nothing is left behind; an existing ``dest`` is not touched.
+
+    Raises:
+        OutputError: naming the folder and the reason (a read-only or full file system, missing permission).
+    """
+    dest = Path(dest)
+    try:
+        if dest.is_dir():
+            raise OutputError(f"{dest} is a folder; give a file name for the output")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _create_temp(dest).unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return dest

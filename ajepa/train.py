@@ -9,7 +9,7 @@ Examples::
     torchrun --nproc_per_node=4 -m ajepa.train model=small data.root=/data/audioset   # DDP
 
 This module is only the Hydra layer: it composes the config, makes paths absolute, hands a typed
-:class:`~ajepa.config.RunConfig` to :func:`ajepa.trainer.train` and prints where the outputs went.
+:class:`~ajepa.training.config.RunConfig` to :func:`ajepa.training.loop.train` and prints where the outputs went.
 See docs/TRAINING.md.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -25,10 +26,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from ajepa.distributed import env_dist_info
-from ajepa.config import RunConfig, run_config_from_dict
+from ajepa.errors import AjepaError
+from ajepa.training.distributed import env_dist_info
+from ajepa.training.config import RunConfig, run_config_from_dict
 from ajepa.paths import config_dir
-from ajepa.trainer import TrainResult, train
+from ajepa.training.loop import TrainResult, train
+from ajepa.training.run_files import RunPaths
+from ajepa.training.run_guard import describe_run
 
 
 CONFIG_DIR = config_dir()
@@ -90,14 +94,46 @@ def summary(result: TrainResult) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
-    """Hydra entry: compose -> typed config -> train -> print the outputs."""
-    result = train(to_run_config(cfg), HydraConfig.get().runtime.output_dir)
+    """Hydra entry: compose -> typed config -> train -> print the outputs. The package's own errors (a bad
+    setting, an unusable file or directory) end the run with their message and exit status 2, not a traceback."""
+    try:
+        result = train(to_run_config(cfg), HydraConfig.get().runtime.output_dir)
+    except (AjepaError, FloatingPointError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if env_dist_info().is_main:
         print(summary(result), flush=True)
 
 
+def precheck(argv: Sequence[str]) -> str | None:
+    """Why the run directory named on the command line (``hydra.run.dir=``) cannot be used, or None.
+
+    Hydra writes its ``.hydra/`` files and log into the run directory before the training code runs, so a refusal
+    there would already have replaced the earlier run's config record, and a read-only directory would end in a
+    logging traceback. The same checks as :func:`ajepa.training.loop.train` (which stays the authority) run
+    here first.
+    """
+    values = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    run_dir = values.get("hydra.run.dir")
+    if run_dir is None or not os.path.isdir(run_dir):
+        return None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        return f"the run directory {os.path.abspath(run_dir)} is not writable"
+    paths = RunPaths(Path(run_dir).resolve())
+    held = describe_run(paths)
+    fresh = values.get("resume", "false").lower() in ("false", "")
+    if held is not None and fresh and values.get("overwrite", "false").lower() != "true":
+        return (f"{paths.root} already holds a run: {held}. A new run here would overwrite it. Continue it with "
+                f"resume=true (or resume=auto), choose another hydra.run.dir, or pass overwrite=true to start over.")
+    return None
+
+
 def main() -> None:
     """Console entry point; under torchrun, ranks other than 0 write no Hydra files or logs."""
+    problem = precheck(sys.argv[1:])
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     if env_dist_info().rank > 0:
         # Hydra writes .hydra/ and a log file per process; rank 0's are the run's record.
         sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]

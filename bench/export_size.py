@@ -21,7 +21,7 @@ import numpy as np
 
 from ajepa.features import list_audio_files
 from ajepa.inference import load
-from ajepa.model_files import WEIGHTS_DTYPES
+from ajepa.inference.model_files import WEIGHTS_DTYPES
 
 
 def _clips(folders: list[str], per_folder: int, seed: int) -> list[str]:

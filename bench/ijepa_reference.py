@@ -49,7 +49,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import PREDICTORS, count_flops, machine, make_masks, matmul_peak  # noqa: E402
 
-from ajepa.models import ENCODER_SIZES, AudioJEPA  # noqa: E402
+from ajepa.models import ENCODER_SIZES  # noqa: E402
+from ajepa.training.model import AudioJEPA  # noqa: E402
 from ajepa.objectives import ObjectiveConfig  # noqa: E402
 
 GRID = (8, 32)  # ours: 128 mels / 16 x 512 frames / 16

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ajepa import distributed as D
-from ajepa import trainer as T
-from ajepa.data.loader import build_dataset, build_loader
-from ajepa.optim import build_optimizer, hyperparams_at
+from ajepa.training import distributed as D
+from ajepa.training import loop as T
+from ajepa.training.loader import build_dataset, build_loader
+from ajepa.training.optim import build_optimizer, hyperparams_at
+from ajepa.features.audio import clip_samples
 from ajepa.runtime import cpu_thread_count, maybe_compile
 from ajepa.train import compose_config
-from ajepa.train_state import TrainState
+from ajepa.training.state import TrainState
 
 RECIPE = "main-process loading + memory cache (the recipe)"
 # label -> overrides on `experiment=cpu15`
@@ -58,11 +59,11 @@ def build(label: str, overrides: list[str], data: str, compile_model: bool = Fal
     torch.set_num_threads(threads)
     device = torch.device("cpu")
     tokenizer = T.build_tokenizer(cfg, device)
-    grid = tokenizer.grid(int(round(cfg.data.clip_seconds * cfg.frontend.sample_rate)))
+    grid = tokenizer.grid(clip_samples(cfg.data.clip_seconds, cfg.frontend.sample_rate))
     model = T.build_model(cfg, device).train()
     # inductor with dynamic shapes, as `trainer.compile=true` does (the masks change the sizes every batch)
     forward = maybe_compile(model, compile_model)
-    state = TrainState(model=model, ddp=model, forward=forward, optimizer=build_optimizer(model, cfg.optim, device))
+    state = TrainState(model=model, optimizer=build_optimizer(model, cfg.optim, device), forward=forward)
     dataset = build_dataset(cfg.data, cfg.frontend.sample_rate, cfg.seed)
     fill = 0.0
     if cfg.data.cache_mb:
@@ -83,7 +84,7 @@ def run_steps(s: Setup, count: int) -> tuple[float, list[float]]:
         batch = next(s.iterator)
         hp = hyperparams_at(s.state.step, s.cfg.optim, s.cfg.trainer.max_steps)
         torch.manual_seed(T.step_seed(s.cfg.seed, 0, s.state.step))
-        out = T.train_step(s.state, [batch], hp, s.tokenizer, None, s.cfg.optim.grad_clip)
+        out = T.train_step(s.state, [batch], hp, s.tokenizer, None, s.cfg.optim.grad_clip, s.cfg.objective.ignore_padding)
         losses.append(float(out.loss))
     return time.perf_counter() - start, losses
 

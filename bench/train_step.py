@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ajepa.models import ENCODER_SIZES, AudioJEPA, PredictorConfig
+from ajepa.models import ENCODER_SIZES, PredictorConfig
+from ajepa.training.model import AudioJEPA
 from ajepa.objectives import ObjectiveConfig
 
 # A predictor no wider than its encoder; tiny and small follow the I-JEPA reference (6 x 192).

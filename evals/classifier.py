@@ -25,17 +25,18 @@ import torch
 from torch import Tensor, nn
 
 from ajepa.errors import CheckpointError
-from ajepa.features.logmel import FrontendConfig, LogMelFrontend
+from ajepa.features.logmel import LogMelFrontend
 from ajepa.features.tokenizer import AudioTokenizer
 from ajepa.inference.windows import WindowPlan
+from ajepa.inference.model_files import check_weights, parse_model_settings
 from ajepa.io import atomic_write
-from ajepa.models.sizes import EncoderConfig
 from ajepa.models.vit import ViTEncoder
 
 __all__ = ["CLASSIFIER_FORMAT", "AudioClassifier", "load_classifier", "predict_files", "save_classifier"]
 
 CLASSIFIER_FORMAT = "ajepa-classifier"
 CLASSIFIER_VERSION = 1
+MAX_LABELS = 100_000  # more classes than any audio benchmark; bounds the head a config can ask for
 
 
 class AudioClassifier(nn.Module):
@@ -98,9 +99,7 @@ def save_classifier(model: AudioClassifier, labels: Sequence[str], out: str | os
         raise ValueError(f"{len(labels)} labels for a head of {model.num_classes} classes")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
-    state.update({f"norm.{k}": v for k, v in model.norm.state_dict().items()})
-    state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    state = _classifier_state(model)
     tensors = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
                for k, v in state.items()}
     atomic_write(out / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
@@ -111,6 +110,14 @@ def save_classifier(model: AudioClassifier, labels: Sequence[str], out: str | os
     text = json.dumps(config, indent=2) + "\n"
     atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return out
+
+
+def _classifier_state(model: AudioClassifier) -> dict[str, Tensor]:
+    """The saved weights of a classifier: encoder, norm and head, by prefix."""
+    state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    state.update({f"norm.{k}": v for k, v in model.norm.state_dict().items()})
+    state.update({f"head.{k}": v for k, v in model.head.state_dict().items()})
+    return state
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[AudioClassifier, list[str]]:
@@ -127,22 +134,32 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{path}: not a saved classifier (needs config.json and model.safetensors)")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{cfg_path}: unreadable ({exc})") from None
-    if cfg.get("format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(f"{cfg_path}: not an ajepa classifier (format {cfg.get('format')!r})")
-    labels = [str(x) for x in cfg["labels"]]
-    enc = dict(cfg["encoder"])
-    enc["patch"] = tuple(enc["patch"])
-    model = AudioClassifier(LogMelFrontend(FrontendConfig(**cfg["frontend"])), ViTEncoder(EncoderConfig(**enc)),
-                            len(labels), cfg["clip_seconds"])
-    state = load_file(str(weights), device="cpu")
-    groups = {"encoder": model.encoder, "norm": model.norm, "head": model.head}
+    if not isinstance(cfg, dict) or cfg.get("format") != CLASSIFIER_FORMAT:
+        found = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise CheckpointError(f"{cfg_path}: not an ajepa classifier (format {found!r})")
+    labels = cfg.get("labels")
+    if not isinstance(labels, list) or not 1 <= len(labels) <= MAX_LABELS or not all(isinstance(x, str) for x in labels):
+        raise CheckpointError(f"{cfg_path}: 'labels' must be a list of 1..{MAX_LABELS} strings")
+    settings = parse_model_settings(cfg, cfg_path)  # the same bounds as an exported encoder's
     try:
-        for name, module in groups.items():
-            module.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
-    except RuntimeError as exc:
-        raise CheckpointError(f"{weights}: weights do not fit the config ({exc})") from None
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # SafetensorError, OSError, header errors: all mean "not valid weights"
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+
+    frontend = LogMelFrontend(settings["frontend"])  # bounded by the checked settings; no weights of its own
+
+    def build() -> AudioClassifier:
+        return AudioClassifier(frontend, ViTEncoder(settings["encoder"]), len(labels), settings["clip_seconds"])
+
+    with torch.device("meta"):  # shapes without memory: the config cannot allocate what the weights do not hold
+        expected = _classifier_state(build())
+    check_weights(expected, state, weights)
+    model = build()
+    groups = {"encoder": model.encoder, "norm": model.norm, "head": model.head}
+    for name, module in groups.items():
+        module.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
     return model.to(device).eval(), labels
 
 

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ajepa.features.audio import load_audio
+from ajepa.features.audio import clip_samples, load_audio
 from ajepa.io import atomic_write
-from ajepa.schedules import warmup_cosine
+from ajepa.training.schedules import warmup_cosine
 from evals.augment import drop_tokens, mixup, random_gain, spec_augment, time_shift
 from evals.classifier import AudioClassifier, classifier_from_embedder, save_classifier
 
@@ -189,7 +189,7 @@ def finetune_fold(model: AudioClassifier, train: _Clips, test: _Clips, cfg: Fine
     total = cfg.epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_fraction * total))
     n_classes = model.num_classes
-    samples = int(round(model.clip_seconds * model.tokenizer.sample_rate))
+    samples = clip_samples(model.clip_seconds, model.tokenizer.sample_rate)
     curve, step = [], 0
     bar = None
     if progress:

@@ -24,7 +24,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["HOLDOUT_TASKS", "OBJECTIVES", "run_dir", "plan", "run_plan", "main"]
+from ajepa.objectives.config import OBJECTIVES
+
+__all__ = ["DEFAULT_OBJECTIVES", "HOLDOUT_TASKS", "OBJECTIVES", "run_dir", "plan", "run_plan", "main"]
 
 # Each holdout config (configs/holdout/<name>.yaml) and the task of the table it is evaluated on.
 HOLDOUT_TASKS: dict[str, str] = {
@@ -33,7 +35,8 @@ HOLDOUT_TASKS: dict[str, str] = {
     "arabic_speech_commands": "arabic_speech_commands",
     "fsdd": "fsdd",
 }
-OBJECTIVES: tuple[str, ...] = ("jepa", "mae")
+# The objectives compared by default; any of ajepa.objectives.OBJECTIVES may be named.
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("jepa", "mae")
 CHECKPOINT = "checkpoints/last.pt"
 
 
@@ -49,7 +52,7 @@ def _members(runs: str | Path, objective: str, seeds: Sequence[int]) -> str:
 
 
 def plan(data_root: str, *, holdouts: Sequence[str] = tuple(HOLDOUT_TASKS), seeds: Sequence[int] = (0, 1),
-         objectives: Sequence[str] = OBJECTIVES, random_seeds: Sequence[int] = (0, 1), runs: str = "runs",
+         objectives: Sequence[str] = DEFAULT_OBJECTIVES, random_seeds: Sequence[int] = (0, 1), runs: str = "runs",
          out: str = "reports/loco", experiment: str = "cpu15", probe: str = "logreg-cv",
          train_overrides: Sequence[str] = (), python: str = sys.executable) -> list[list[str]]:
     """Every command of the table, in order: the pretraining runs, then one ``evals.suite``.
@@ -111,6 +114,14 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _objectives(text: str) -> list[str]:
+    names = _names(text)
+    bad = [n for n in names if n not in OBJECTIVES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown objective {bad[0]!r}; choose from {', '.join(OBJECTIVES)}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the plan from the arguments, then print it (``--dry-run``) or run it."""
     p = argparse.ArgumentParser(prog="python -m evals.loco", description=__doc__.split("\n\n")[0])
@@ -118,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--holdouts", type=_names, default=list(HOLDOUT_TASKS),
                    help=f"comma-separated holdout configs (default all: {','.join(HOLDOUT_TASKS)})")
     p.add_argument("--seeds", type=_ints, default=[0, 1], help="pretraining seeds (default 0,1)")
-    p.add_argument("--objectives", type=_names, default=list(OBJECTIVES), help="default jepa,mae")
+    p.add_argument("--objectives", type=_objectives, default=list(DEFAULT_OBJECTIVES),
+                   help=f"comma-separated, of {','.join(OBJECTIVES)} (default {','.join(DEFAULT_OBJECTIVES)})")
     p.add_argument("--random-seeds", type=_ints, default=[0, 1],
                    help="init seeds of the random encoder of the same shape (default 0,1)")
     p.add_argument("--experiment", default="cpu15", help="the recipe, configs/experiment/<name>.yaml (default cpu15)")

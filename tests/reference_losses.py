@@ -29,7 +29,7 @@ KEYS = ("loss", "loss_prediction", "loss_variance", "loss_covariance", "effectiv
 def run_losses(name: str, run_dir: Path) -> list[dict[str, float]]:
     """Train run ``name`` in ``run_dir``; its per-step values of ``KEYS`` (those it logs)."""
     from ajepa.train import compose_config
-    from ajepa.trainer import train
+    from ajepa.training.loop import train
 
     result = train(compose_config([*COMMON, *RUNS[name]]), run_dir)
     return [{k: r[k] for k in KEYS if k in r} for r in result.records]

@@ -13,7 +13,6 @@ import soundfile as sf
 import torch
 
 from ajepa.data import (
-    CLASS_NAMES,
     NUM_CLASSES,
     AudioClipDataset,
     BatchIndexSampler,
@@ -21,9 +20,8 @@ from ajepa.data import (
     collate_clips,
     make_loader,
     synthesize_clip,
-    write_synthetic_corpus,
 )
-from ajepa.config import DataConfig
+from ajepa.training.config import DataConfig
 from ajepa.errors import AudioInputError, ConfigError
 from ajepa.features.audio import list_audio_files, load_audio
 
@@ -115,16 +113,6 @@ def test_synthetic_classes_are_separable_by_a_nearest_centroid_classifier() -> N
     assert accuracy >= 3.0 / NUM_CLASSES, f"accuracy {accuracy:.2f}, chance {1 / NUM_CLASSES:.2f}"
 
 
-def test_write_synthetic_corpus_round_trips_through_a_manifest(tmp_path: Path) -> None:
-    csv_path = write_synthetic_corpus(tmp_path / "corpus", n=4, seconds=0.5, seed=9)
-    files = list_audio_files(csv_path)
-    assert len(files) == 4 and all(Path(f).is_file() for f in files)
-    reference = SyntheticAudioDataset(4, 0.5, seed=9)
-    for i, path in enumerate(files):
-        assert CLASS_NAMES[reference[i]["label"]] in Path(path).name
-        torch.testing.assert_close(load_audio(path), reference[i]["wav"], atol=1.0 / 32768, rtol=0.0)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # AudioClipDataset
 
@@ -178,7 +166,7 @@ def test_duration_sampling_gives_long_files_one_item_per_clip(tmp_path: Path) ->
 
 @pytest.mark.parametrize("file_sr", [44100, 8000, SR])
 def test_long_files_decode_only_the_crop_and_match_a_full_decode(tmp_path: Path, file_sr: int) -> None:
-    from ajepa.data.dataset import read_window, resampled_length
+    from ajepa.features.audio import read_window, resampled_length
 
     wav = np.random.default_rng(1).uniform(-0.5, 0.5, int(4.3 * file_sr)).astype(np.float32)
     path = _write(tmp_path / "long.wav", wav, sr=file_sr)
@@ -234,6 +222,23 @@ def test_files_are_resampled_to_the_dataset_rate(tmp_path: Path) -> None:
     path = _write(tmp_path / "8k.wav", _sine(1.0, 0.5, sr=8000), sr=8000)
     item = AudioClipDataset([path], clip_seconds=2.0, gain_db=None)[0]
     assert item["wav"].shape == (2 * SR,) and item["length"] == SR
+
+
+def test_several_crops_per_item_come_from_one_file_at_different_offsets(tmp_path: Path) -> None:
+    ramp = np.linspace(-0.5, 0.5, 5 * SR, dtype=np.float32)  # every offset gives a different clip
+    path = _write(tmp_path / "long.wav", ramp)
+    ds = AudioClipDataset([path], clip_seconds=1.0, crops=3, gain_db=None)
+    item = ds[(0, 7)]
+    assert item["wav"].shape == (3, SR) and item["length"] == [SR, SR, SR]
+    assert len({float(c[0]) for c in item["wav"]}) == 3  # three different offsets into the one ramp
+    assert torch.equal(ds[(0, 7)]["wav"], item["wav"])  # a pure function of (seed, index, batch_index)
+    batch = collate_clips([item, ds[(0, 7)]])
+    assert batch["wav"].shape == (6, SR) and batch["lengths"].tolist() == [SR] * 6
+    assert batch["paths"] == [path] * 6
+    short = AudioClipDataset([_write(tmp_path / "short.wav", ramp[: SR // 2])], clip_seconds=1.0, crops=2)
+    assert short[0]["length"] == [SR // 2, SR // 2]
+    with pytest.raises(ConfigError, match="crops"):
+        AudioClipDataset([path], clip_seconds=1.0, crops=0)
 
 
 def test_crops_and_gains_are_deterministic_per_seed_index_and_batch(tmp_path: Path) -> None:
@@ -321,7 +326,12 @@ def test_all_unreadable_or_no_files_raise(tmp_path: Path) -> None:
 
 
 def test_csv_and_jsonl_manifests(tmp_path: Path) -> None:
-    csv_path = write_synthetic_corpus(tmp_path / "corpus", n=3, seconds=0.3, seed=0)
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    names = [Path(_write(folder / f"{i}.wav", SyntheticAudioDataset(3, 0.3, seed=0)[i]["wav"].numpy())).name
+             for i in range(3)]
+    csv_path = folder / "labels.csv"
+    csv_path.write_text("path,label\n" + "".join(f"{n},{i}\n" for i, n in enumerate(names)))
     from_csv = AudioClipDataset(csv_path, clip_seconds=0.3)
     assert len(from_csv) == 3 and from_csv[2]["length"] == int(0.3 * SR)
 

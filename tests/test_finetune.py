@@ -98,10 +98,19 @@ def test_predict_cli_labels_files_and_explains_bad_models(embedder, tmp_path, ca
     sf.write(tmp_path / "x.wav", _clip(0, 0.7, np.random.default_rng(1)), SR)
     assert predict_cli([str(tmp_path / "m"), str(tmp_path / "x.wav"), "--top-k", "2", "--json",
                         str(tmp_path / "p.json")]) == 0
-    assert "x.wav" in capsys.readouterr().out and json.loads((tmp_path / "p.json").read_text())[0]["top"]
+    written = json.loads((tmp_path / "p.json").read_text())
+    assert "x.wav" in capsys.readouterr().out and written["predictions"][0]["top"] and written["failed"] == []
     assert predict_cli([str(tmp_path), str(tmp_path / "x.wav")]) == 1  # a folder that is not a classifier
     assert "not a saved classifier" in capsys.readouterr().err
     assert predict_cli([str(tmp_path / "m"), str(tmp_path / "missing.wav")]) == 1
+    # A bad file among good ones is named and skipped; the others are labelled and written.
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not audio")
+    assert predict_cli([str(tmp_path / "m"), str(tmp_path / "x.wav"), str(tmp_path / "bad.wav"), "--json",
+                        str(tmp_path / "q.json")]) == 1
+    written = json.loads((tmp_path / "q.json").read_text())
+    assert [r["path"] for r in written["predictions"]] == [str(tmp_path / "x.wav")]
+    assert [f["path"] for f in written["failed"]] == [str(tmp_path / "bad.wav")]
+    assert "bad.wav" in capsys.readouterr().err
 
 
 def test_layer_decay_assigns_the_rates_it_says(embedder):

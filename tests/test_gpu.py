@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ajepa.train import compose_config
-from ajepa.trainer import train
+from ajepa.training.loop import train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh)")]
@@ -27,12 +27,12 @@ TINY = ["model.encoder.depth=2", "model.predictor.depth=1", "data.batch_size=8",
 
 
 def test_cuda_training_uses_bf16_autocast_and_fused_adamw(tmp_path):
-    from ajepa.optim import build_optimizer
+    from ajepa.training.optim import build_optimizer
     from ajepa.runtime import autocast_dtype
 
     cfg = compose_config([*TINY, "trainer.max_steps=3"])
     assert autocast_dtype(cfg.trainer.precision, torch.device("cuda")) == torch.bfloat16
-    from ajepa.trainer import build_model
+    from ajepa.training.loop import build_model
 
     opt = build_optimizer(build_model(cfg, torch.device("cuda")), cfg.optim, torch.device("cuda"))
     assert opt.defaults.get("fused") is True

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 import ajepa
-from ajepa.checkpoint import save_checkpoint
+from ajepa.checkpoint import load_checkpoint, save_checkpoint
 from ajepa.cli.embed import main as embed_cli
 from ajepa.errors import AudioInputError, CheckpointError, ConfigError
 from ajepa.cli.export import main as export_cli
@@ -27,7 +27,8 @@ def load(*args, **kwargs) -> Embedder:
     """``ajepa.load`` in plain fp32 (exact comparisons); ``load_auto`` keeps the library default."""
     kwargs.setdefault("bf16", False)
     return load_auto(*args, **kwargs)
-from ajepa.models import ENCODER_SIZES, AudioJEPA, PredictorConfig
+from ajepa.models import ENCODER_SIZES, PredictorConfig, last_layers, mean_of_layers
+from ajepa.training.model import AudioJEPA
 from ajepa.objectives import ObjectiveConfig
 
 SR = 16000
@@ -52,10 +53,24 @@ def ckpt(tmp_path_factory) -> Path:
     with torch.no_grad():
         for p in model.target_encoder.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    config = {"seed": 0, "frontend": asdict(FrontendConfig(norm_mean=-5.0)), "model": {"encoder": asdict(enc)},
+              "data": {"clip_seconds": CLIP_SECONDS}}
     state = {"step": 3, "model": model.state_dict(), "optimizer": {}, "rng": {}, "data": {"epoch": 0,
-             "batch_in_epoch": 3}, "config": {"seed": 0}, "frontend": asdict(FrontendConfig(norm_mean=-5.0)),
-             "encoder": asdict(enc), "clip_seconds": CLIP_SECONDS}
+             "batch_in_epoch": 3}, "config": config}
     return save_checkpoint(tmp_path_factory.mktemp("run") / "last.pt", state)
+
+
+def test_checkpoints_that_hold_the_model_settings_at_the_top_level_still_load(ckpt, tmp_path) -> None:
+    """Checkpoints written before the run config was the one source of frontend, encoder and clip length."""
+    state = load_checkpoint(ckpt)
+    config = state.pop("config")
+    legacy = {**state, "config": {"seed": 0}, "frontend": config["frontend"], "encoder": config["model"]["encoder"],
+              "clip_seconds": config["data"]["clip_seconds"]}
+    old = load(save_checkpoint(tmp_path / "old.pt", legacy), device="cpu")
+    new = load(ckpt, device="cpu")
+    assert old.frontend_config == new.frontend_config and old.clip_seconds == new.clip_seconds
+    wav = _tone(0.5)
+    np.testing.assert_array_equal(old.embed(wav, SR), new.embed(wav, SR))
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +226,7 @@ def test_shipped_default_weights_are_int8_safetensors_under_2_mib():
     from safetensors import safe_open
 
     from ajepa.pretrained import DEFAULT_MODEL_DIR
-    from ajepa.quantization import SCALE_SUFFIX
+    from ajepa.inference.quantization import SCALE_SUFFIX
 
     weights = DEFAULT_MODEL_DIR / "model.safetensors"
     assert weights.stat().st_size <= 2 * 2**20  # small enough to ship in the package and the repository
@@ -267,7 +282,7 @@ def test_export_cli_weights_dtype_and_fp16_shorthand(ckpt, tmp_path):
 def test_int8_export_missing_its_scales_fails_to_load(ckpt, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from ajepa.quantization import SCALE_SUFFIX
+    from ajepa.inference.quantization import SCALE_SUFFIX
 
     load(ckpt, device="cpu").save(tmp_path / "q", weights_dtype="int8")
     tensors = load_file(str(tmp_path / "q" / "model.safetensors"))
@@ -395,7 +410,8 @@ def _encode_one_window(model: Embedder, wav: np.ndarray,
         spec = model.frontend(padded)
         tokens, grid = patchify(spec, model.patch)
         ok = valid_tokens(model.frontend.valid_frames(torch.tensor([len(wav)]), spec.shape[-1]), grid, model.patch)
-        out = model.encoder.forward_layers(tokens, grid, average_last)[0]
+        depth = len(model.encoder.blocks)
+        out = mean_of_layers(model.encoder.forward_intermediates(tokens, grid, last_layers(average_last, depth)))[0]
     return out, ok[0], grid
 
 
@@ -438,8 +454,7 @@ def test_cli_folder_with_corrupt_file(exported, model, tmp_path):
     (only_bad / "x.wav").write_bytes(b"not audio")
     assert embed_cli([str(only_bad), "--model", str(exported), "--out", str(tmp_path / "none.npz"),
                       "--device", "cpu", "--no-progress"]) == 1
-    with np.load(tmp_path / "none.npz", allow_pickle=False) as npz:
-        assert npz["embeddings"].shape[0] == 0 and len(npz["failed_paths"]) == 1
+    assert not (tmp_path / "none.npz").exists()  # nothing embedded, nothing written (an existing file stays)
 
 
 # ---------------------------------------------------------------- real data
@@ -458,7 +473,7 @@ def test_real_ogg_file(model):
 def _column_concatenations(model: Embedder, wav: np.ndarray, average_last: int = 1) -> torch.Tensor:
     """``(columns holding audio, F_p * D)``: the encoder's tokens of a clip no longer than one window, each time
     column's tokens concatenated in frequency order; computed here without the windowing of ``Embedder``, with
-    ``encoder.forward_layers(..., average_last)`` whatever ``model.average_layers`` is."""
+    the mean of the encoder's last ``average_last`` hidden states whatever ``model.average_layers`` is."""
     out, ok, grid = _encode_one_window(model, wav, average_last)
     out = out.view(grid[1], grid[0], -1)  # (T_p, F_p, D), time-major tokens
     cols = ok.view(grid[1], grid[0]).all(-1)

@@ -11,14 +11,16 @@ import torch
 
 from ajepa.errors import AudioInputError, ConfigError
 from ajepa.masking import (
-    STRATEGIES,
     MaskCollator,
+    batch_seed,
+    build_masker,
     MaskingConfig,
     Masks,
     TimeFrequencyBlockMasker,
-    _random_equal_subset,
     curriculum_probability,
 )
+from ajepa.masking.blocks import random_equal_subset
+from ajepa.masking.config import BLOCK_STRATEGIES
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -62,7 +64,7 @@ def feasible_cfg(strategy: str, grid: tuple[int, int]) -> MaskingConfig:
 
 
 @pytest.mark.parametrize("grid", GRIDS)
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", BLOCK_STRATEGIES)
 def test_invariants_on_many_grids(strategy: str, grid: tuple[int, int]) -> None:
     cfg = feasible_cfg(strategy, grid)
     n_f, n_t = grid
@@ -256,7 +258,7 @@ def test_context_reduction_is_a_uniform_random_subset() -> None:
     kept = torch.zeros(40)
     draws = 2000
     for _ in range(draws):
-        idx = _random_equal_subset(mask, g)
+        idx = random_equal_subset(mask, g)
         assert idx.shape == (2, 10)
         assert idx[1].tolist() == list(range(5, 15))
         kept += torch.bincount(idx[0], minlength=40)
@@ -316,7 +318,7 @@ def samples(batch_index: int, n: int = 4, length: int = 3200) -> list[dict]:
 
 
 def _collate(cfg: MaskingConfig, grid: tuple[int, int], seed: int):
-    from ajepa.data.loader import RankMaskCollate
+    from ajepa.training.loader import RankMaskCollate
 
     return RankMaskCollate(MaskCollator(cfg, grid, seed))
 
@@ -355,9 +357,77 @@ def test_collator_rejects_inconsistent_batches() -> None:
     with pytest.raises(ValueError, match="batch_index"):
         collate(mixed)
     ragged = samples(1) + samples(1, n=1, length=1600)
-    with pytest.raises(AudioInputError, match="equal length"):
+    with pytest.raises(AudioInputError, match="one shape"):
         collate(ragged)
     with pytest.raises(ValueError, match="empty"):
         collate([])
     with pytest.raises(ConfigError):
         MaskCollator(MaskingConfig(), (8, 13), seed=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inverse block masking and masked copies (data2vec 2.0 / EAT)
+
+
+@pytest.mark.parametrize("grid", [(8, 6), (8, 12), (4, 3), (1, 9), (8, 100)])
+@pytest.mark.parametrize("block", [(1, 1), (2, 2), (3, 5)])
+def test_inverse_masks_partition_the_grid_with_the_keep_ratio(grid: tuple[int, int], block: tuple[int, int]) -> None:
+    cfg = MaskingConfig(strategy="inverse", keep_ratio=0.25, visible_block=block)
+    masker = build_masker(cfg, grid)
+    n = grid[0] * grid[1]
+    masks = masker(64, gen(3))
+    keep = min(max(1, round(0.25 * n)), n - 1)
+    assert masks.context_idx.shape == (64, keep) and masks.target_idx.shape == (64, 1, n - keep)
+    both = torch.cat([masks.context_idx, masks.target_idx[:, 0]], dim=1).sort(dim=1).values
+    assert torch.equal(both, torch.arange(n).expand(64, n))  # disjoint, and together the whole grid
+    assert torch.equal(masks.context_idx, masks.context_idx.sort(dim=1).values)
+    assert torch.equal(masks.target_idx, masks.target_idx.sort(dim=-1).values)
+    assert len({tuple(r) for r in masks.context_idx.tolist()}) >= 8  # rows differ (few ways on tiny grids)
+
+
+def test_inverse_context_is_made_of_visible_blocks() -> None:
+    grid, block = (8, 12), (2, 2)
+    masks = build_masker(MaskingConfig(strategy="inverse", keep_ratio=0.25, visible_block=block), grid)(256, gen(5))
+    # A visible cell has a visible 4-neighbour far more often than scattered cells would (25 % of the grid).
+    visible = torch.zeros(256, 96, dtype=torch.bool).scatter_(1, masks.context_idx, True).view(256, 12, 8)
+    neighbours = torch.zeros_like(visible)
+    neighbours[:, 1:] |= visible[:, :-1]
+    neighbours[:, :-1] |= visible[:, 1:]
+    neighbours[:, :, 1:] |= visible[:, :, :-1]
+    neighbours[:, :, :-1] |= visible[:, :, 1:]
+    assert (neighbours & visible).sum() / visible.sum() > 0.9
+
+
+def test_inverse_masks_are_a_pure_function_of_seed_and_batch_index() -> None:
+    cfg = MaskingConfig(strategy="inverse", copies=4)
+    a = MaskCollator(cfg, (8, 6), seed=1).masks(8, batch_index=7)
+    b = MaskCollator(cfg, (8, 6), seed=1).masks(8, batch_index=7)
+    c = MaskCollator(cfg, (8, 6), seed=1).masks(8, batch_index=8)
+    assert a.copies == 4 and a.context_idx.shape[0] == 32 and a.target_idx.shape[0] == 32
+    assert torch.equal(a.context_idx, b.context_idx) and not torch.equal(a.context_idx, c.context_idx)
+    # Each clip's copies are masked differently.
+    rows = a.context_idx.view(8, 4, -1)
+    assert all(len({tuple(r) for r in clip.tolist()}) > 1 for clip in rows)
+
+
+def test_copies_of_a_block_strategy_draw_b_times_copies_rows() -> None:
+    masks = MaskCollator(MaskingConfig(copies=3), (8, 6), seed=0).masks(5, batch_index=0)
+    assert masks.copies == 3 and masks.context_idx.shape[0] == 15 and masks.target_idx.shape[:2] == (15, 4)
+    # One copy is the masks of the one-copy collator drawn for 5 * 3 rows: same generator, same draw.
+    one = MaskCollator(MaskingConfig(), (8, 6), seed=0).masker(15, torch.Generator().manual_seed(
+        batch_seed(0, 0)), step=0)
+    assert torch.equal(masks.context_idx, one.context_idx)
+
+
+@pytest.mark.parametrize("bad", [{"copies": 0}, {"copies": 2.5}, {"copies": True}, {"keep_ratio": 1.0},
+                                 {"keep_ratio": 0.0}, {"visible_block": [0, 2]}, {"visible_block": "ab"}])
+def test_bad_inverse_settings_are_config_errors(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        MaskingConfig(strategy="inverse", **bad)
+
+
+def test_block_masker_refuses_the_inverse_strategy() -> None:
+    with pytest.raises(ConfigError, match="not a block strategy"):
+        TimeFrequencyBlockMasker(MaskingConfig(strategy="inverse"), (8, 6))
+    with pytest.raises(ConfigError, match="2 cells"):
+        build_masker(MaskingConfig(strategy="inverse"), (1, 1))

@@ -11,18 +11,19 @@ import pytest
 import torch
 
 from ajepa.errors import ConfigError
+from ajepa.masking import apply_masks
 from ajepa.models import (
     ENCODER_SIZES,
-    AudioJEPA,
     EncoderConfig,
     Predictor,
     PredictorConfig,
     SinCosPosEmbed2d,
     ViTEncoder,
-    apply_masks,
-    encoder_config,
+    last_layers,
+    mean_of_layers,
     sincos_pos_embed_2d,
 )
+from ajepa.training.model import AudioJEPA
 from ajepa.objectives import ObjectiveConfig, VarianceCovariance, normalize_patches, regression_loss, variance_covariance
 
 GRID = (4, 6)  # (F_p, T_p): non-square on purpose
@@ -59,27 +60,28 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def test_encoder_config_presets_and_errors() -> None:
     assert (ENCODER_SIZES["tiny"].embed_dim, ENCODER_SIZES["tiny"].depth, ENCODER_SIZES["tiny"].num_heads) == (192, 12, 3)
-    cfg = encoder_config("small", patch=[16, 8])
+    cfg = replace(ENCODER_SIZES["small"], patch=[16, 8])
     assert cfg.patch == (16, 8) and cfg.embed_dim == 384 and cfg.patch_dim == 128
     assert ENCODER_SIZES["small"].patch == (16, 16)  # the preset is not modified
-    with pytest.raises(ConfigError, match="unknown encoder size"):
-        encoder_config("huge")
-    with pytest.raises(ConfigError, match="unknown EncoderConfig field"):
-        encoder_config("mini", width=3)
     with pytest.raises(ConfigError):
         EncoderConfig(embed_dim=130, num_heads=4)
     with pytest.raises(ConfigError):
         ObjectiveConfig(loss="huber")
 
 
-def test_jepa_only_objective_keys_are_refused_for_mae_and_defaulted_for_jepa() -> None:
+def test_latent_objective_keys_are_refused_for_mae_and_defaulted_per_objective() -> None:
     jepa = ObjectiveConfig()
-    assert (jepa.loss, jepa.target_layernorm, jepa.target_layers) == ("smooth_l1", True, 1)
+    assert (jepa.loss, jepa.target_layernorm, jepa.target_layers, jepa.position_centring) == (
+        "smooth_l1", True, 1, False)
+    d2v = ObjectiveConfig(name="data2vec")
+    assert (d2v.loss, d2v.target_layernorm, d2v.target_layers) == ("l2", False, None)
     assert ObjectiveConfig(name="mae").loss is None
-    with pytest.raises(ConfigError, match="objective.loss applies to jepa only"):
+    with pytest.raises(ConfigError, match="objective.loss applies to jepa and data2vec only"):
         ObjectiveConfig(name="mae", loss="l2")
-    with pytest.raises(ConfigError, match="target_layernorm, objective.target_layers apply to jepa only"):
+    with pytest.raises(ConfigError, match="target_layernorm, objective.target_layers apply to jepa and data2vec"):
         ObjectiveConfig(name="mae", target_layernorm=False, target_layers=2)
+    with pytest.raises(ConfigError, match="target_layers must be an int"):
+        ObjectiveConfig(name="data2vec", target_layers=1.5)
 
 
 # ---------------------------------------------------------------- position embedding
@@ -134,7 +136,7 @@ def test_forward_shapes(objective: str, joint: bool, batch) -> None:
 
 
 def test_non_square_patch_and_bad_inputs() -> None:
-    enc = ViTEncoder(encoder_config("mini", patch=(16, 8)))
+    enc = ViTEncoder(replace(ENCODER_SIZES["mini"], patch=(16, 8)))
     tokens = torch.randn(2, 8 * 3, 128)
     assert enc(tokens, (8, 3)).shape == (2, 24, MINI.embed_dim)
     with pytest.raises(ConfigError, match="values per patch"):
@@ -304,31 +306,38 @@ def test_padding_targets_do_not_count_in_the_loss():
 # ---------------------------------------------------------------- target variants and anti-collapse terms
 
 
-def test_forward_layers_matches_hand_computed_mean() -> None:
+def test_forward_intermediates_and_layer_means_match_hand_computed_states() -> None:
     torch.manual_seed(0)
     enc = ViTEncoder(replace(MINI, depth=3)).eval()
     tokens = torch.randn(2, N, MINI.patch_dim)
-    assert torch.equal(enc.forward_layers(tokens, GRID, 1), enc(tokens, GRID))
+    assert torch.equal(enc.forward_intermediates(tokens, GRID, [3])[0], enc(tokens, GRID))
     x = x0 = enc.patch_embed(tokens) + enc.pos_embed(GRID, tokens.device, tokens.dtype)
-    outs = []
+    raw, outs = [], []
     for block in enc.blocks:
         x = block(x)
+        raw.append(x)
         outs.append(torch.nn.functional.layer_norm(x, x.shape[-1:], eps=1e-6))
     outs[-1] = enc.norm(x)
-    torch.testing.assert_close(enc.forward_layers(tokens, GRID, 2), (outs[1] + outs[2]) / 2)
+    states = enc.forward_intermediates(tokens, GRID, last_layers(2, 3))
+    torch.testing.assert_close(mean_of_layers(states), (outs[1] + outs[2]) / 2)
     # depth + 1 adds hidden state 0, the patch embedding (with positions).
     embedded = torch.nn.functional.layer_norm(x0, x0.shape[-1:], eps=1e-6)
-    torch.testing.assert_close(enc.forward_layers(tokens, GRID, 4), (embedded + outs[0] + outs[1] + outs[2]) / 4)
+    states = enc.forward_intermediates(tokens, GRID, last_layers(4, 3))
+    torch.testing.assert_close(mean_of_layers(states), (embedded + outs[0] + outs[1] + outs[2]) / 4)
+    # Without norm the states are the raw residual stream, the final one before the encoder's LayerNorm.
+    for got, want in zip(enc.forward_intermediates(tokens, GRID, [1, 3], norm=False), (raw[0], raw[2])):
+        torch.testing.assert_close(got, want)
     with pytest.raises(ConfigError, match="layers must be in 1..4"):
-        enc.forward_layers(tokens, GRID, 5)
+        last_layers(5, 3)
+    with pytest.raises(ConfigError, match="ascending"):
+        enc.forward_intermediates(tokens, GRID, [2, 1])
     with pytest.raises(ConfigError, match="target_layers"):
         AudioJEPA(replace(MINI, depth=2), SMALL_PRED, ObjectiveConfig(target_layers=4))
-    # The targets are the layer-normed mean at the target positions.
+    # The targets are the layer-normed mean, for every token.
     m = AudioJEPA(replace(MINI, depth=3), SMALL_PRED, ObjectiveConfig(target_layers=2))
-    tgt = torch.arange(N).view(1, 1, N).expand(2, 1, N)
-    expected = m.target_encoder.forward_layers(tokens, GRID, 2)
+    expected = mean_of_layers(m.target_encoder.forward_intermediates(tokens, GRID, [2, 3]))
     expected = torch.nn.functional.layer_norm(expected, expected.shape[-1:])
-    torch.testing.assert_close(m.objective.targets(tokens, GRID, tgt, m.target_encoder)[:, 0], expected)
+    torch.testing.assert_close(m.targets(tokens, GRID, None), expected)
 
 
 def test_variance_covariance_terms() -> None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ajepa.monitors import CollapseError, CollapseGuard, effective_rank
+from ajepa.training.monitors import CollapseError, CollapseGuard, effective_rank
 
 
 def test_effective_rank_extremes():

@@ -8,7 +8,7 @@ import torch
 def test_mask_plot_outlines_stay_on_the_grid_and_close_blocks_at_its_edges(tmp_path):
     import numpy as np
 
-    from ajepa.plots import block_outline, plot_masks
+    from ajepa.training.plots import block_outline, plot_masks
 
     grid = (8, 6)  # (F_p, T_p)
     corner = np.zeros(grid, dtype=bool)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ajepa.quantization import SCALE_SUFFIX, dequantize_int8, quantize_int8
+from ajepa.inference.quantization import SCALE_SUFFIX, dequantize_int8, quantize_int8
 
 
 def _state() -> dict[str, torch.Tensor]:

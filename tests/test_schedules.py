@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ajepa.schedules import cosine_schedule, linear_schedule, warmup_cosine
+from ajepa.training.schedules import cosine_schedule, linear_schedule, warmup_cosine
 
 
 def test_linear_endpoints_and_hold():

@@ -16,16 +16,16 @@ import soundfile as sf
 import torch
 
 from ajepa.checkpoint import load_checkpoint
-from ajepa.config import run_config_from_dict
+from ajepa.training.config import run_config_from_dict
 from ajepa.errors import ConfigError
 from ajepa.masking import MaskCollator, MaskingConfig
 from ajepa.models import ENCODER_SIZES
-from ajepa.monitors import CollapseError
-from ajepa.plots import mask_grid
+from ajepa.training.monitors import CollapseError
+from ajepa.training.plots import mask_grid
 from ajepa.train import compose_config, summary
-from ajepa.data.loader import RankMaskCollate
-from ajepa.optim import apply_hyperparams, build_optimizer, hyperparams_at
-from ajepa.trainer import build_model, train
+from ajepa.training.loader import RankMaskCollate
+from ajepa.training.optim import apply_hyperparams, build_optimizer, hyperparams_at
+from ajepa.training.loop import build_model, train
 
 TINY = [
     "model.encoder.depth=1", "model.predictor.depth=1", "data.clip_seconds=1.0", "data.batch_size=4",
@@ -111,6 +111,17 @@ def test_schedules_reach_their_endpoints():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
+def test_ema_horizon_ties_the_start_momentum_to_the_run_length():
+    for steps in (1600, 6400):
+        optim = tiny("optim.ema_horizon=0.16").optim
+        momentum = hyperparams_at(0, optim, steps).momentum
+        assert 1.0 / (1.0 - momentum) == pytest.approx(0.16 * steps)  # the averaging horizon
+        assert hyperparams_at(steps, optim, steps).momentum == pytest.approx(1.0)
+    assert hyperparams_at(0, tiny("optim.ema_horizon=0.16").optim, 1600).momentum == pytest.approx(0.99609375)
+    with pytest.raises(ConfigError, match="ema_horizon"):
+        tiny("optim.ema_horizon=0")
+
+
 def test_cosine_ema_schedule_stays_near_its_start_longer_than_linear():
     linear = tiny("optim.ema_momentum=0.99").optim
     cosine = tiny("optim.ema_momentum=0.99", "optim.ema_schedule=cosine").optim
@@ -190,10 +201,12 @@ def test_run_writes_metrics_checkpoint_and_plots(tmp_path):
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")  # weights_only=True inside
     assert ckpt["step"] == 3
-    assert {"model", "optimizer", "rng", "data", "config", "frontend", "encoder", "clip_seconds"} <= set(ckpt)
+    assert {"model", "optimizer", "rng", "data", "config"} <= set(ckpt)
+    assert not {"frontend", "encoder", "clip_seconds"} & set(ckpt)  # the run config is their one source
     prefixes = {k.split(".")[0] for k in ckpt["model"]}
     assert prefixes == {"context_encoder", "target_encoder", "predictor"}
-    assert ckpt["encoder"] == asdict(cfg.model.encoder) and ckpt["clip_seconds"] == 1.0
+    assert ckpt["config"]["model"]["encoder"] == asdict(cfg.model.encoder)
+    assert ckpt["config"]["data"]["clip_seconds"] == 1.0
     assert ckpt["data"]["global_batch_index"] == 3
     assert run_config_from_dict(ckpt["config"]) == cfg
     assert (tmp_path / "checkpoints" / "step_000002.pt").is_file()
@@ -278,6 +291,26 @@ def test_folder_source_skips_and_reports_unreadable_files(tmp_path):
     assert all(np.isfinite(losses(result)))
 
 
+def test_several_crops_per_item_train_with_masks_for_every_crop(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(audio / f"long{i}.wav", (0.1 * rng.standard_normal(48000)).astype(np.float32), 16000)
+    cfg = tiny("trainer.max_steps=2", f"data.root={audio}", "data.batch_size=2", "data.crops_per_item=3",
+               "data.clip_seconds=2.0", "masking=inverse", "masking.copies=2", "objective=data2vec")
+    result = train(cfg, tmp_path / "run")
+    assert all(np.isfinite(losses(result)))
+    # 2 files x 3 crops = 6 clips a step, each masked twice.
+    assert result.records[-1]["clips_per_s"] > 0
+    grid = (8, 13)
+    batch = RankMaskCollate(MaskCollator(cfg.masking, grid, 0))(
+        [{"wav": np.zeros((3, 32000), np.float32), "length": [32000] * 3, "batch_index": 0, "path": "x"}] * 2)
+    assert batch["wav"].shape == (6, 32000) and batch["context_idx"].shape[0] == 12
+    with pytest.raises(ConfigError, match="crops_per_item"):
+        tiny("data.crops_per_item=2")  # the synthetic source has no files to crop
+
+
 def test_shards_source_trains_and_resumes_exactly(tmp_path):
     from ajepa.data.shard import write_shards
 
@@ -296,7 +329,7 @@ def test_shards_source_trains_and_resumes_exactly(tmp_path):
 
 
 def test_dist_info_from_torchrun_or_slurm_environment():
-    from ajepa.distributed import env_dist_info, rendezvous_url
+    from ajepa.training.distributed import env_dist_info, rendezvous_url
 
     torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "SLURM_NTASKS": "8", "SLURM_PROCID": "5"}
     assert (env_dist_info(torchrun).rank, env_dist_info(torchrun).world_size) == (3, 4)
@@ -336,7 +369,7 @@ def test_cpu15_experiment_preset_composes(tmp_path):
 
 
 def test_holdout_group_sets_the_excluded_corpora(tmp_path):
-    from ajepa.config import ConfigError
+    from ajepa.training.config import ConfigError
     from ajepa.train import compose_config
 
     cfg = compose_config(["experiment=cpu15", "holdout=esc", f"data.root={tmp_path}"])
@@ -362,7 +395,7 @@ def test_deterministic_scope_restores_the_callers_setting():
 
 
 def test_plots_cli_compares_runs(tmp_path) -> None:
-    from ajepa.plots import main as plots_main
+    from ajepa.training.plots import main as plots_main
 
     for name, rank in (("a", 10.0), ("b", 40.0)):
         run = tmp_path / name
@@ -377,7 +410,7 @@ def test_plots_cli_compares_runs(tmp_path) -> None:
 
 
 def test_loss_plot_draws_each_logged_loss_term(tmp_path, monkeypatch) -> None:
-    import ajepa.plots as plots
+    import ajepa.training.plots as plots
 
     drawn = {}
     monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault(

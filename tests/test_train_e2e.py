@@ -123,7 +123,7 @@ def test_compiled_train_step_matches_eager(tmp_path, backend):
     if backend == "inductor" and not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
         pytest.skip("torch.compile with inductor needs a C++ compiler on CPU; none found")
     from ajepa.train import compose_config
-    from ajepa.trainer import train
+    from ajepa.training.loop import train
 
     # aot_eager runs the whole capture (Dynamo graph of the forward incl. dynamic mask sizes, AOTAutograd
     # backward) and skips only kernel generation, so it checks the trainer's side of torch.compile quickly.

@@ -1,4 +1,4 @@
-"""Tests of ajepa.transfer_probe (the trainer's transfer probe) and evals.manifest (its manifests)."""
+"""Tests of ajepa.training.transfer_probe (the trainer's transfer probe) and evals.manifest (its manifests)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.models import ViTEncoder
 from ajepa.models.sizes import EncoderConfig
 from ajepa.train import compose_config
-from ajepa.trainer import train
-from ajepa.transfer_probe import ProbeConfig, TransferProbe, read_probe_manifest
+from ajepa.training.loop import train
+from ajepa.training.config import ProbeConfig
+from ajepa.training.transfer_probe import TransferProbe, read_probe_manifest
 from evals.datasets import ClipSet
 from evals.manifest import write_manifest
 
@@ -82,7 +83,7 @@ def test_bad_manifests_and_settings_are_config_errors(tmp_path):
         TransferProbe(ProbeConfig(manifest="x", max_clips=4, folds=5), read_probe_manifest(manifest), SR)
     with pytest.raises(ConfigError, match="pooling"):
         ProbeConfig(pooling="median")
-    from ajepa.trainer import build_probe
+    from ajepa.training.loop import build_probe
     with pytest.raises(ConfigError, match="average_layers"):  # before training, not at the first probe
         build_probe(compose_config(["model.encoder.depth=1", f"trainer.probe.manifest={manifest}",
                                     "trainer.probe.average_layers=5"]))

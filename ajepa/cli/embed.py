@@ -34,10 +34,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from ajepa.io import atomic_write
+from ajepa.io import atomic_write, ensure_writable
 from ajepa.errors import AudioInputError
-from ajepa.features.audio import list_audio_files, load_audio
+from ajepa.features.audio import list_audio_files
 from ajepa.inference import CLIP_POOLINGS, average_layers_arg, load
+from ajepa.inference.inputs import read_source
 
 __all__ = ["collect_inputs", "main"]
 
@@ -108,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
 
     try:
+        ensure_writable(args.out)  # before the work: a run must not end by throwing its embeddings away
         model = load(args.model or None, encoder=args.encoder, device=args.device, bf16=args.bf16,
                      average_layers=args.average_layers, pooling=args.pooling)
-    except ValueError as exc:  # a CheckpointError, or --average-layers beyond the encoder's depth
+    except ValueError as exc:  # an OutputError, a CheckpointError, or --average-layers beyond the encoder's depth
         print(f"error: {exc}", file=sys.stderr)
         return 1
     paths, failures = collect_inputs(args.inputs)
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     embedded: list[str] = []
 
     def readable() -> Iterator:
-        for path, future in _prefetch(lambda p: load_audio(p, target_sr=model.sample_rate), paths, depth=8):
+        for path, future in _prefetch(lambda p: read_source(p, None, model.sample_rate), paths, depth=8):
             try:
                 wav = future.result()
             except Exception as exc:  # one bad file must not stop the run; its reason goes into the output
@@ -156,11 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         arrays["frame_times"] = np.concatenate(times) if times else np.zeros(0)
         arrays["frame_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     out = Path(args.out)
-    # Through a file object so numpy does not append ".npz" to the temporary name.
-    atomic_write(out, lambda tmp: _savez(tmp, arrays))
-
-    print(f"embedded {len(embedded)} file(s) -> {out}" + (f"; {len(failures)} failed:" if failures else ""),
-          file=sys.stderr)
+    if embedded:  # nothing embedded: an existing output is left as it was
+        try:
+            # Through a file object so numpy does not append ".npz" to the temporary name.
+            atomic_write(out, lambda tmp: _savez(tmp, arrays))
+        except OSError as exc:
+            print(f"error: writing {out} failed ({exc.strerror or exc}); it is unchanged", file=sys.stderr)
+            return 1
+    print(f"embedded {len(embedded)} file(s) -> {out}" if embedded else f"embedded nothing; {out} not written",
+          file=sys.stderr, end="")
+    print(f"; {len(failures)} failed:" if failures else "", file=sys.stderr)
     for path, reason in failures[:20]:
         print(f"  {reason}" if reason.startswith(path) else f"  {path}: {reason}", file=sys.stderr)
     if len(failures) > 20:

@@ -16,7 +16,7 @@ which ``ajepa.load`` / ``ajepa.embed`` / the CLI / HEAR use unless told otherwis
 :data:`RECOMMENDED_READOUT` (``freqcat+std`` of the mean of every layer), the read-out that probed best for every
 encoder trained here (docs/RESULTS.md); ``--pooling`` / ``--average-layers`` record another. ``--weights-dtype``
 stores the weights as ``float16`` (half the size; ``--fp16`` for short) or ``int8`` (a quarter: per-channel int8
-matrices, :mod:`ajepa.quantization`); they are computed in float32 after loading.
+matrices, :mod:`ajepa.inference.quantization`); they are computed in float32 after loading.
 """
 
 from __future__ import annotations
@@ -28,20 +28,21 @@ from pathlib import Path
 
 from ajepa.errors import CheckpointError
 from ajepa.inference import CLIP_POOLINGS, average_layers_arg, load
-from ajepa.model_files import RECOMMENDED_READOUT, WEIGHTS_DTYPES, export_paths
+from ajepa.inference.model_files import WEIGHTS_DTYPES, export_paths
+from ajepa.inference.readout import RECOMMENDED_READOUT
 
 __all__ = ["export_checkpoint", "main"]
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, encoder: str | None = None,
-                      pooling: str = RECOMMENDED_READOUT["pooling"],
-                      average_layers: int | str = RECOMMENDED_READOUT["average_layers"],
+                      pooling: str = RECOMMENDED_READOUT.pooling,
+                      average_layers: int | str = RECOMMENDED_READOUT.average_layers,
                       weights_dtype: str = "float32") -> Path:
     """Export one encoder of a training checkpoint to ``out`` with its recommended read-out; return the weights path.
 
     ``encoder``: ``"target"`` / ``"context"``; ``None`` takes the target encoder, or the only one the checkpoint
     holds. ``pooling`` / ``average_layers`` are recorded as the model's read-out; ``weights_dtype`` is one of
-    :data:`ajepa.model_files.WEIGHTS_DTYPES`. The weights go through the same
+    :data:`ajepa.inference.model_files.WEIGHTS_DTYPES`. The weights go through the same
     validation as :func:`ajepa.load`, so a bad checkpoint fails here, not later.
     """
     return load(checkpoint, encoder=encoder, device="cpu", pooling=pooling, average_layers=average_layers).save(
@@ -56,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder, or NAME.safetensors (+ NAME.json)")
     parser.add_argument("--encoder", choices=("target", "context"), default=None,
                         help="which encoder to export (default: the EMA target encoder, or the only one there is)")
-    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default=RECOMMENDED_READOUT["pooling"],
-                        help=f"clip pooling recorded as the model's read-out (default {RECOMMENDED_READOUT['pooling']})")
-    parser.add_argument("--average-layers", type=average_layers_arg, default=RECOMMENDED_READOUT["average_layers"],
+    parser.add_argument("--pooling", choices=CLIP_POOLINGS, default=RECOMMENDED_READOUT.pooling,
+                        help=f"clip pooling recorded as the model's read-out (default {RECOMMENDED_READOUT.pooling})")
+    parser.add_argument("--average-layers", type=average_layers_arg, default=RECOMMENDED_READOUT.average_layers,
                         metavar="K|all", help="hidden states averaged in the recorded read-out "
-                                              f"(default {RECOMMENDED_READOUT['average_layers']})")
+                                              f"(default {RECOMMENDED_READOUT.average_layers})")
     parser.add_argument("--weights-dtype", choices=WEIGHTS_DTYPES, default="float32",
                         help="storage of the weights: float16 halves the file, int8 (per-channel scales) quarters it; "
                              "all compute in float32 after loading (default float32)")

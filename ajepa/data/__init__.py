@@ -7,7 +7,6 @@ from ajepa.data.synthetic import (
     NUM_CLASSES,
     SyntheticAudioDataset,
     synthesize_clip,
-    write_synthetic_corpus,
 )
 
 __all__ = [
@@ -19,5 +18,4 @@ __all__ = [
     "collate_clips",
     "make_loader",
     "synthesize_clip",
-    "write_synthetic_corpus",
 ]

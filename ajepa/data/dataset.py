@@ -7,8 +7,8 @@ whatever the number of workers, and a resumed run (``start_batch``) continues ex
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-import math
 import os
 from collections.abc import Callable, Sequence
 
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ajepa.errors import AudioInputError, ConfigError
-from ajepa.features.audio import list_audio_files, load_audio
+from ajepa.features.audio import clip_samples, decoded, list_audio_files, read_window, resampled_length
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ class AudioClipDataset(Dataset):
             ``max(1, round(duration / clip_seconds))`` items, each with its own random crop, so every second of
             audio is equally likely to be trained on and long recordings are not under-sampled next to short
             ones. Durations come from the file headers (``soundfile.info``); an unreadable header counts once.
+        crops: crops cut from an item's file, each at its own random offset (WavJEPA, M2D: several views of one
+            long recording per step; the file is decoded once when cached). With ``crops > 1`` an item's ``wav``
+            is ``(crops, N)`` and ``length`` a list; :func:`collate_clips` flattens them into the batch.
         cache_mb: keep up to this many MiB of decoded 16 kHz waveforms in memory (per process), filled in the
             order files are first read and never evicted; 0 turns it off. On a small corpus read many times it
             removes the file opening and decoding that is most of the loading cost. A clip cut from a cached
@@ -85,6 +88,7 @@ class AudioClipDataset(Dataset):
         sampling: str = "file",
         exclude: Sequence[str] = (),
         cache_mb: float = 0.0,
+        crops: int = 1,
     ) -> None:
         if isinstance(files, (str, os.PathLike)):
             root = os.fspath(files)
@@ -104,8 +108,11 @@ class AudioClipDataset(Dataset):
             raise ConfigError(f"clip_seconds must be > 0, got {clip_seconds}")
         if gain_db is not None and gain_db[0] > gain_db[1]:
             raise ConfigError(f"gain_db must be (low, high) with low <= high, got {gain_db}")
+        if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+            raise ConfigError(f"crops must be an int >= 1, got {crops!r}")
+        self.crops = crops
         self.clip_seconds = clip_seconds
-        self.clip_samples = int(round(clip_seconds * sample_rate))
+        self.clip_samples = clip_samples(clip_seconds, sample_rate)
         self.sample_rate = sample_rate
         self.seed = seed
         self.gain_db = gain_db
@@ -146,8 +153,12 @@ class AudioClipDataset(Dataset):
                 f"{skipped[0]}: {self.failures.get(skipped[0], '?')}"
             )
         clip, length = got
-        return {"wav": apply_gain(clip, self.gain_db, rng), "length": length, "batch_index": batch_index,
-                "path": path, "skipped": skipped}
+        if self.crops == 1:
+            return {"wav": apply_gain(clip, self.gain_db, rng), "length": length, "batch_index": batch_index,
+                    "path": path, "skipped": skipped}
+        clips = [(clip, length)] + [self.read_clip(path, rng) or (clip, length) for _ in range(self.crops - 1)]
+        return {"wav": torch.stack([apply_gain(c, self.gain_db, rng) for c, _ in clips]),
+                "length": [n for _, n in clips], "batch_index": batch_index, "path": path, "skipped": skipped}
 
     def read_clip(self, path: str, rng: np.random.Generator) -> tuple[torch.Tensor, int] | None:
         """One clip ``(clip_samples,)`` of the file at 16 kHz and its real length (the rest is zero-padding), or
@@ -211,8 +222,6 @@ def exclude_files(files: Sequence[str], base: str | os.PathLike, patterns: Seque
     Raises:
         ConfigError: an empty pattern, or one that matches nothing.
     """
-    import fnmatch
-
     rel = [os.path.relpath(f, base).replace(os.sep, "/") for f in files]
     keep = np.ones(len(files), dtype=bool)
     for pattern in patterns:
@@ -224,47 +233,6 @@ def exclude_files(files: Sequence[str], base: str | os.PathLike, patterns: Seque
             raise ConfigError(f"data.exclude pattern {pattern!r} matches no file under {base}")
         keep &= ~hit
     return [f for f, k in zip(files, keep) if k]
-
-
-def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
-    """Samples of a ``frames``-long signal at ``orig_sr`` after :func:`ajepa.features.audio.resample`."""
-    return frames if orig_sr == target_sr else -(-frames * target_sr // orig_sr)
-
-
-# Target-rate samples decoded on each side of a window: the resampling kernel reaches ~6 output samples
-# (torchaudio's default lowpass width), so the samples kept never see the window's cut edges.
-_WINDOW_MARGIN = 64
-
-
-def decoded(data: np.ndarray, orig_sr: int, target_sr: int) -> torch.Tensor:
-    """``(N, C)`` float32 frames from soundfile -> the mono ``(N',)`` waveform at ``target_sr`` (checked for empty
-    and non-finite audio by :func:`ajepa.features.audio.load_audio`)."""
-    return load_audio(np.ascontiguousarray(data.T), sr=orig_sr, target_sr=target_sr)
-
-
-def read_window(audio: sf.SoundFile, start: int, length: int, target_sr: int) -> torch.Tensor | None:
-    """Samples ``[start, start + length)`` of an open file resampled to ``target_sr``, decoding only their
-    neighbourhood.
-
-    The decoded span starts on a sample where the source and target grids coincide (a multiple of
-    ``orig_sr / gcd``), so resampling it puts every output sample at the same instant, with the same filter
-    phase, as resampling the whole file; the result matches a full decode to float rounding. Returns None when
-    the file yields fewer samples than its header promised (the caller then decodes the whole file).
-    """
-    orig_sr, frames = audio.samplerate, audio.frames
-    g = math.gcd(orig_sr, target_sr)
-    step_src, step_tgt = orig_sr // g, target_sr // g
-    margin = 0 if orig_sr == target_sr else _WINDOW_MARGIN
-    first = max(0, start - margin) // step_tgt * step_tgt  # target index on the common grid
-    src_start = first // step_tgt * step_src
-    src_stop = min(frames, -(-(start + length + margin) * orig_sr // target_sr) + 1)
-    audio.seek(src_start)
-    data = audio.read(src_stop - src_start, dtype="float32", always_2d=True)
-    if data.shape[0] == 0:
-        return None
-    wav = decoded(data, orig_sr, target_sr)
-    clip = wav[start - first:start - first + length]
-    return clip.clone() if clip.shape[0] == length else None
 
 
 def crops_per_file(path: str, clip_seconds: float) -> int:
@@ -303,7 +271,8 @@ def collate_clips(samples: list[dict]) -> dict:
 
     Returns ``{"wav": (B, N) float32, "lengths": (B,) int64, "batch_index": int, "paths": list[str | None],
     "skipped": list[str]}`` plus ``"labels": (B,) int64`` when the samples carry ``"label"``. ``skipped``: files
-    a worker's dataset skipped while filling this batch; the trainer reports them at the end.
+    a worker's dataset skipped while filling this batch; the trainer reports them at the end. A sample of several
+    crops (``wav (K, N)``, ``length`` a list) gives K consecutive rows with its path repeated.
 
     Raises:
         ValueError: an empty batch, or samples that disagree on ``batch_index`` (the sampler yields one per batch).
@@ -318,14 +287,17 @@ def collate_clips(samples: list[dict]) -> dict:
                              f"sample {i} has {s['batch_index']}; the sampler must yield one batch_index per batch")
     wavs = [torch.as_tensor(s["wav"], dtype=torch.float32) for s in samples]
     for i, wav in enumerate(wavs):
-        if wav.ndim != 1 or wav.shape != wavs[0].shape:
-            raise AudioInputError(f"samples of batch {batch_index} must be 1-D waveforms of equal length: "
-                                  f"sample 0 has shape {tuple(wavs[0].shape)}, sample {i} has {tuple(wav.shape)}")
+        if wav.ndim not in (1, 2) or wav.shape != wavs[0].shape:
+            raise AudioInputError(f"samples of batch {batch_index} must be waveforms of one shape, (N,) or "
+                                  f"(crops, N): sample 0 has shape {tuple(wavs[0].shape)}, sample {i} has "
+                                  f"{tuple(wav.shape)}")
+    crops = 1 if wavs[0].ndim == 1 else wavs[0].shape[0]
+    lengths = [n for s in samples for n in (s["length"] if crops > 1 else [s["length"]])]
     batch = {
-        "wav": torch.stack(wavs),
-        "lengths": torch.tensor([int(s["length"]) for s in samples], dtype=torch.int64),
+        "wav": torch.stack(wavs) if crops == 1 else torch.cat(wavs),
+        "lengths": torch.tensor([int(n) for n in lengths], dtype=torch.int64),
         "batch_index": batch_index,
-        "paths": [s.get("path") for s in samples],
+        "paths": [s.get("path") for s in samples for _ in range(crops)],
         "skipped": [p for s in samples for p in s.get("skipped", [])],
     }
     if all("label" in s for s in samples):

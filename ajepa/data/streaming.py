@@ -23,7 +23,7 @@ each batch's ``batch_index``. A map-style dataset gets it from :class:`ajepa.dat
 iterable dataset has no sampler, and its samples cannot know which batch they will land in. With
 ``in_order=True`` (the DataLoader default) and equal per-worker counts, the DataLoader returns worker batches
 strictly round-robin: worker ``w``'s ``k``-th batch is the ``(k * num_workers + w)``-th batch the main process
-sees. :func:`ajepa.data.loader.assign_batch_index` wraps the collate function to stamp exactly that number, ``start +
+sees. :func:`ajepa.training.loader.assign_batch_index` wraps the collate function to stamp exactly that number, ``start +
 k * num_workers + w``, with ``k`` taken from the samples' stream position (so it stays right after a resume).
 It equals the global batch count since the start of training, the same on every rank at the same step, as
 with BatchIndexSampler.
@@ -32,8 +32,7 @@ Resume. The stream is infinite (the trainer stops at ``max_steps``), and a consu
 function of ``(seed, epoch, consumer, position)``. Because batches arrive
 round-robin, the position follows from the batch count alone: the trainer resumes with :meth:`state_at` of the
 batches its checkpoint has consumed and :meth:`load_state_dict`, which makes the next iteration start exactly
-after them. A caller that drives the stream itself can instead pass every batch it uses to
-:meth:`mark_consumed` and save :meth:`state_dict` (the epoch and the samples consumed by each worker). A run stopped
+after them. A run stopped
 mid-round expects worker ``w`` next while a new DataLoader starts at worker 0, so the workers' roles are
 rotated on resume. Skipping replays the shard reads and the shuffle buffer of the current epoch but
 decodes nothing. Ranks run in lockstep, so the state is the same on every rank: save it from rank 0 and
@@ -60,7 +59,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ajepa.data.dataset import apply_gain, pad_clip
 from ajepa.data.tar_samples import TarSample, iter_tar_samples, list_shards
 from ajepa.errors import AudioInputError, ConfigError
-from ajepa.features.audio import load_audio
+from ajepa.features.audio import clip_samples, load_audio
 
 __all__ = [
     "ShardedAudioStream",
@@ -122,7 +121,7 @@ class ShardedAudioStream(IterableDataset):
     - ``position`` counts this worker's samples since the start of training and ``worker`` is the logical
       worker (the DataLoader worker id, rotated after a resume that stopped mid-round).
 
-    Wrap the DataLoader's collate function with :func:`ajepa.data.loader.assign_batch_index` to add the ``batch_index`` that
+    Wrap the DataLoader's collate function with :func:`ajepa.training.loader.assign_batch_index` to add the ``batch_index`` that
     MaskCollator needs. Every random choice of a sample comes from ``(seed, epoch, consumer, index in epoch)``.
 
     Args:
@@ -177,7 +176,7 @@ class ShardedAudioStream(IterableDataset):
         self.num_samples = sum(count for _, count in self.shards)
         self.clip_seconds = clip_seconds
         self.sample_rate = sample_rate
-        self.clip_samples = int(round(clip_seconds * sample_rate))
+        self.clip_samples = clip_samples(clip_seconds, sample_rate)
         self.seed = seed
         self.batch_size = batch_size
         self.shuffle_buffer = shuffle_buffer
@@ -190,8 +189,8 @@ class ShardedAudioStream(IterableDataset):
         self.with_meta = with_meta
         self.samples_per_epoch(1)   # fail now, not in a worker, when even one worker per rank is too many
         self.failures: dict[str, str] = {}   # key -> reason; per process (workers keep their own)
-        # Resume bookkeeping, in the main process: absolute positions per worker, and the worker count they
-        # belong to (None until a batch was marked or a state loaded).
+        # Resume position, in the main process: absolute positions per worker, and the worker count they
+        # belong to (None until a state is loaded).
         self._num_workers: int | None = None
         self._positions: list[int] = []
         self._start_epoch = 0
@@ -219,27 +218,11 @@ class ShardedAudioStream(IterableDataset):
         return self.samples_per_epoch(num_workers) // self.batch_size * max(1, num_workers)
 
     # ----------------------------------------------------------------- resume
-    def mark_consumed(self, batch: dict) -> None:
-        """Record that the trainer has used ``batch`` (a batch from :func:`ajepa.data.loader.assign_batch_index`)."""
-        info = batch["stream"]
-        workers = int(info["num_workers"])
-        if self._num_workers != workers:
-            self._num_workers = workers
-            self._positions = [self._start_epoch * self.samples_per_epoch(workers)] * workers
-        self._positions[int(info["worker"])] = int(info["position"])
-
-    def state_dict(self) -> dict:
-        """The stream position: epoch and samples consumed per worker since its start (plain Python)."""
-        if self._num_workers is None or not self._positions:
-            return self._state(None, [])
-        return self._state(self._num_workers, self._positions)
-
     def state_at(self, batches: int, num_workers: int) -> dict:
         """The state after the first ``batches`` batches of a run (DataLoader with ``num_workers``).
 
         DataLoader batches arrive round-robin, so the position follows from the batch count alone: a trainer
         that knows its global batch index can resume with ``load_state_dict(state_at(index, num_workers))``
-        instead of saving :meth:`state_dict`.
         """
         workers = max(1, num_workers)
         positions = [(batches - w + workers - 1) // workers * self.batch_size for w in range(workers)]
@@ -258,7 +241,7 @@ class ShardedAudioStream(IterableDataset):
         return state
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
-        """Continue from ``state`` (from :meth:`state_dict`) on the next iteration.
+        """Continue from ``state`` (from :meth:`state_at`) on the next iteration.
 
         Args:
             state: a saved position.

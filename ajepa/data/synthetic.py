@@ -9,13 +9,9 @@ from the ``numpy.random.Generator`` passed in, which makes a clip a pure functio
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from scipy import signal
 
@@ -202,27 +198,3 @@ class SyntheticAudioDataset(torch.utils.data.Dataset):
             "label": label,
             "skipped": [],
         }
-
-
-def write_synthetic_corpus(folder: str | os.PathLike, n: int, seconds: float, seed: int,
-                           sample_rate: int = 16000) -> Path:
-    """Write ``n`` clips of ``SyntheticAudioDataset(n, seconds, seed)`` as 16-bit WAVs plus ``labels.csv``.
-
-    The csv has columns ``path`` (relative to ``folder``), ``label`` and ``class_name``, so it doubles as a
-    manifest for :func:`ajepa.features.audio.list_audio_files`. Returns the csv path.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset = SyntheticAudioDataset(n, seconds, seed, sample_rate)
-    rows = []
-    for i in range(n):
-        item = dataset[i]
-        name = f"{i:05d}_{CLASS_NAMES[item['label']]}.wav"
-        sf.write(folder / name, item["wav"].numpy(), sample_rate, subtype="PCM_16")
-        rows.append({"path": name, "label": item["label"], "class_name": CLASS_NAMES[item["label"]]})
-    csv_path = folder / "labels.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "class_name"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return csv_path

@@ -34,7 +34,8 @@ import torchaudio
 
 from ajepa.errors import AudioInputError
 
-__all__ = ["AUDIO_EXTENSIONS", "MAX_CHANNELS", "list_audio_files", "load_audio", "resample"]
+__all__ = ["AUDIO_EXTENSIONS", "MAX_CHANNELS", "MAX_CLIP_SECONDS", "clip_samples", "decoded", "read_window",
+           "resampled_length", "list_audio_files", "load_audio", "resample"]
 
 MAX_CHANNELS = 8
 
@@ -77,6 +78,19 @@ _INT_SCALE: dict[np.dtype, tuple[float, float]] = {
     np.dtype(np.int32): (0.0, 2147483648.0),
 }
 _TORCH_TO_NUMPY_INT = {torch.int8: np.int8, torch.uint8: np.uint8, torch.int16: np.int16, torch.int32: np.int32}
+
+
+# Float audio lives in [-1, 1]; the log-mel's power spectrum overflows float32 from about 1e18. Far above any
+# real signal, far below the overflow.
+MAX_ABS_SAMPLE = 1e12
+
+# The longest training crop or encoder window a config (or a model file) may ask for: ten times AudioSet's clips.
+MAX_CLIP_SECONDS = 100.0
+
+
+def clip_samples(clip_seconds: float, sample_rate: int) -> int:
+    """Samples in a clip of ``clip_seconds`` at ``sample_rate``: the one rounding of a crop or window length."""
+    return int(round(clip_seconds * sample_rate))
 
 
 def resample(wav: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
@@ -146,6 +160,10 @@ def load_audio(
         raise AudioInputError(f"{name}: zero-length audio")
     if not bool(torch.isfinite(data).all()):
         raise AudioInputError(f"{name}: audio contains NaN or infinite samples")
+    peak = float(data.abs().max())
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioInputError(f"{name}: sample values reach {peak:.3g}, which overflow the log-mel front end (float "
+                              f"audio is expected in [-1, 1]; at most {MAX_ABS_SAMPLE:.0e} is accepted)")
 
     wav = data.mean(dim=0) if data.shape[0] > 1 else data[0]
     wav = resample(wav, sr, _check_sr(target_sr, "target_sr"))
@@ -235,8 +253,13 @@ def list_audio_files(root_or_manifest: str | os.PathLike) -> list[str]:
     readers = {".csv": _manifest_csv, ".jsonl": _manifest_jsonl, ".txt": _manifest_txt}
     if suffix not in readers:
         raise AudioInputError(f"{root}: not a folder, an audio file or a manifest (.csv, .jsonl, .txt)")
-    with open(root, newline="", encoding="utf-8") as fh:
-        entries = readers[suffix](fh, root)
+    try:
+        with open(root, newline="", encoding="utf-8") as fh:
+            entries = readers[suffix](fh, root)
+    except UnicodeDecodeError as exc:
+        raise AudioInputError(f"{root}: not a text manifest (byte {exc.start} is not UTF-8)") from None
+    except (OSError, csv.Error) as exc:
+        raise AudioInputError(f"{root}: unreadable manifest ({exc})") from None
     return [str(_resolve(entry, root.parent)) for entry in entries]
 
 
@@ -279,3 +302,44 @@ def _manifest_jsonl(fh, name: Path) -> list[str]:
 def _manifest_txt(fh, name: Path) -> list[str]:
     lines = (line.strip() for line in fh)
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def resampled_length(frames: int, orig_sr: int, target_sr: int) -> int:
+    """Samples of a ``frames``-long signal at ``orig_sr`` after :func:`ajepa.features.audio.resample`."""
+    return frames if orig_sr == target_sr else -(-frames * target_sr // orig_sr)
+
+
+# Target-rate samples decoded on each side of a window: the resampling kernel reaches ~6 output samples
+# (torchaudio's default lowpass width), so the samples kept never see the window's cut edges.
+_WINDOW_MARGIN = 64
+
+
+def decoded(data: np.ndarray, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """``(N, C)`` float32 frames from soundfile -> the mono ``(N',)`` waveform at ``target_sr`` (checked for empty
+    and non-finite audio by :func:`ajepa.features.audio.load_audio`)."""
+    return load_audio(np.ascontiguousarray(data.T), sr=orig_sr, target_sr=target_sr)
+
+
+def read_window(audio: sf.SoundFile, start: int, length: int, target_sr: int) -> torch.Tensor | None:
+    """Samples ``[start, start + length)`` of an open file resampled to ``target_sr``, decoding only their
+    neighbourhood.
+
+    The decoded span starts on a sample where the source and target grids coincide (a multiple of
+    ``orig_sr / gcd``), so resampling it puts every output sample at the same instant, with the same filter
+    phase, as resampling the whole file; the result matches a full decode to float rounding. Returns None when
+    the file yields fewer samples than its header promised (the caller then decodes the whole file).
+    """
+    orig_sr, frames = audio.samplerate, audio.frames
+    g = math.gcd(orig_sr, target_sr)
+    step_src, step_tgt = orig_sr // g, target_sr // g
+    margin = 0 if orig_sr == target_sr else _WINDOW_MARGIN
+    first = max(0, start - margin) // step_tgt * step_tgt  # target index on the common grid
+    src_start = first // step_tgt * step_src
+    src_stop = min(frames, -(-(start + length + margin) * orig_sr // target_sr) + 1)
+    audio.seek(src_start)
+    data = audio.read(src_stop - src_start, dtype="float32", always_2d=True)
+    if data.shape[0] == 0:
+        return None
+    wav = decoded(data, orig_sr, target_sr)
+    clip = wav[start - first:start - first + length]
+    return clip.clone() if clip.shape[0] == length else None

@@ -25,11 +25,15 @@ import torch
 from torch import Tensor, nn
 from torchaudio.compliance import kaldi
 
-from ajepa.errors import AudioInputError
+from ajepa.errors import AudioInputError, ConfigError
+from ajepa.validation import check_fields, check_range
 
 __all__ = ["FrontendConfig", "LogMelFrontend"]
 
 _PREEMPHASIS = 0.97
+# Bounds on a front end a config (or an untrusted model file) may ask for.
+MAX_SAMPLE_RATE = 384_000
+MAX_MELS = 512
 _LOW_FREQ_HZ = 20.0  # Kaldi's default lower edge of the first mel filter
 _CPU_CHUNK_FRAMES = 2048  # frames per CPU chunk (two 10 s clips): cache-sized buffers, few parallel regions
 _MEL_BLOCKS = 8  # filter groups of the blocked mel product (8 needs ~13% of the dense FLOPs)
@@ -51,6 +55,15 @@ class FrontendConfig:
     hop_ms: float = 10.0
     norm_mean: float = -4.2677393  # Audio-MAE AudioSet statistics until a dataset's own are computed
     norm_std: float = 4.5689974
+
+    def __post_init__(self) -> None:
+        check_fields(self, "frontend")
+        check_range("frontend.sample_rate", self.sample_rate, 1000, MAX_SAMPLE_RATE)
+        check_range("frontend.n_mels", self.n_mels, 1, MAX_MELS)
+        check_range("frontend.win_ms", self.win_ms, 1.0, 1000.0)
+        check_range("frontend.hop_ms", self.hop_ms, 0.1, self.win_ms)
+        if self.norm_std <= 0:
+            raise ConfigError(f"frontend.norm_std must be positive, got {self.norm_std}")
 
 
 class LogMelFrontend(nn.Module):

@@ -32,7 +32,7 @@ How audio becomes embeddings (every rule here is part of the API):
   ``"none"``: no clip pooling; the result is the frame embeddings ``(T', D)``.
 - **Layers.** Token embeddings are the encoder's final output by default. ``average_layers=k`` (:func:`load`,
   :class:`Embedder`) makes them the mean of the last ``k`` of the encoder's ``depth + 1`` hidden states (the
-  patch embedding, then each block's output), each layer-normalised (``ViTEncoder.forward_layers``);
+  patch embedding, then each block's output), each layer-normalised (``ViTEncoder.forward_intermediates``);
   ``"all"`` averages every one of them, the embedding layer included. Frames and every pooling are built on
   these tokens. Frozen linear probes of trained encoders are clearly better with the average over all layers
   (SUPERB-style layer pooling) than with the final output alone. It is a run-time setting, not part of an
@@ -48,14 +48,17 @@ from __future__ import annotations
 from ajepa.inference.embedder import Embedder, pick_device
 from ajepa.inference.inputs import AudioSource
 from ajepa.inference.loading import ENCODER_CHOICES, embed, load
-from ajepa.inference.pooling import (
+from ajepa.inference.readout import (
     AVERAGE_ALL,
     CLIP_POOLINGS,
     POOLINGS,
+    RECOMMENDED_READOUT,
     ClipFeatures,
+    Readout,
     average_layers_arg,
     resolve_average_layers,
 )
 
-__all__ = ["AVERAGE_ALL", "CLIP_POOLINGS", "ENCODER_CHOICES", "POOLINGS", "AudioSource", "ClipFeatures", "Embedder",
-           "average_layers_arg", "embed", "load", "pick_device", "resolve_average_layers"]
+__all__ = ["AVERAGE_ALL", "CLIP_POOLINGS", "ENCODER_CHOICES", "POOLINGS", "RECOMMENDED_READOUT", "AudioSource",
+           "ClipFeatures", "Embedder", "Readout", "average_layers_arg", "embed", "load", "pick_device",
+           "resolve_average_layers"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -12,27 +12,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ajepa.errors import AudioInputError
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.features.tokenizer import AudioTokenizer
 from ajepa.inference.inputs import AudioSource, as_sources, format_output, read_source
-from ajepa.inference.pooling import (
-    AVERAGE_ALL,
-    CLIP_POOLINGS,
-    ClipFeatures,
-    check_pooling,
-    pooled_width,
-    resolve_average_layers,
-)
+from ajepa.inference.model_files import EXPORT_FORMAT, EXPORT_VERSION, write_export
+from ajepa.inference.readout import CLIP_POOLINGS, ClipFeatures, Readout, resolve_average_layers
 from ajepa.inference.windows import ClipState, WindowPlan
-from ajepa.model_files import EXPORT_FORMAT, EXPORT_VERSION, write_export
 from ajepa.models.sizes import EncoderConfig
-from ajepa.models.vit import ViTEncoder
+from ajepa.models.vit import ViTEncoder, mean_of_layers
 from ajepa.runtime import cpu_has_native_bf16
 
 __all__ = ["Embedder", "pick_device"]
+
+log = logging.getLogger("ajepa.inference")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -84,7 +81,6 @@ class Embedder:
         cfg: FrontendConfig = frontend.cfg
         if pooling not in CLIP_POOLINGS:
             raise ValueError(f"the default pooling must be one of {CLIP_POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
         self.encoder = encoder
         self.encoder_config: EncoderConfig = encoder.cfg
         self.frontend_config = cfg
@@ -95,7 +91,8 @@ class Embedder:
         if bf16 not in (True, False, "auto"):
             raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
         self.bf16 = bf16
-        self.average_layers = resolve_average_layers(average_layers, self.encoder_config.depth)
+        # The default read-out, its layer count resolved against this encoder (ValueError when out of range).
+        self.readout = Readout(pooling, resolve_average_layers(average_layers, self.encoder_config.depth))
         self.clip_seconds = float(clip_seconds)
 
         self.tokenizer = AudioTokenizer(frontend, self.patch)
@@ -127,6 +124,16 @@ class Embedder:
                    average_layers=average_layers, bf16=False)
 
     @property
+    def pooling(self) -> str:
+        """The clip pooling :meth:`embed` uses when none is given (the model's recorded read-out)."""
+        return self.readout.pooling
+
+    @property
+    def average_layers(self) -> int:
+        """How many last hidden states are averaged into the token embeddings (``1..depth + 1``)."""
+        return int(self.readout.average_layers)
+
+    @property
     def frontend(self) -> LogMelFrontend:
         """The :class:`LogMelFrontend` (normalisation statistics of the training data included)."""
         return self.tokenizer.frontend
@@ -148,7 +155,7 @@ class Embedder:
 
     def pooled_dim(self, pooling: str) -> int:
         """Width of a clip embedding under ``pooling`` (see :data:`POOLINGS`; ``"none"`` gives frame width D)."""
-        return pooled_width(pooling, self.embed_dim, self.plan.grid[0])
+        return self.readout.with_pooling(pooling).width(self.embed_dim, self.plan.grid[0])
 
     @property
     def window_grid(self) -> tuple[int, int]:
@@ -165,7 +172,7 @@ class Embedder:
         return next(self.encoder.parameters()).device
 
     def export_config(self) -> dict[str, Any]:
-        """The ``config.json`` content of an exported model (:mod:`ajepa.model_files`).
+        """The ``config.json`` content of an exported model (:mod:`ajepa.inference.model_files`).
 
         The read-out (:attr:`pooling`, :attr:`average_layers`) is recorded as ``"readout"``, the model's recommended
         default for whoever loads it; ``bf16`` and the device are not part of it.
@@ -180,9 +187,7 @@ class Embedder:
             "sample_rate": self.sample_rate,
             "clip_seconds": self.clip_seconds,
             "source_encoder": self.source_encoder,
-            "readout": {"pooling": self.pooling,
-                        "average_layers": AVERAGE_ALL if self.average_layers == self.encoder_config.depth + 1
-                        else self.average_layers},
+            "readout": self.readout.to_config(self.encoder_config.depth),
         }
 
     def save(self, out: str | os.PathLike, *, weights_dtype: str = "float32") -> Path:
@@ -211,6 +216,7 @@ class Embedder:
         batch_size: int = 32,
         progress: bool = False,
         channels_first: bool = False,
+        on_error: str = "raise",
     ) -> Any:
         """Embed one clip or a batch of clips (input rules in the module docstring).
 
@@ -225,6 +231,10 @@ class Embedder:
             batch_size: windows per encoder forward pass (windows of different clips share a batch).
             progress: show a tqdm progress bar over clips.
             channels_first: treat a 2-D array as one multichannel clip instead of a batch.
+            on_error: ``"raise"``: the first input that cannot be embedded raises, naming it. ``"skip"``: inputs that
+                cannot be read are left out and the call returns ``(result, failed)``, ``result`` as below for the
+                inputs that worked (``None`` for a single input that failed) and ``failed`` a list of
+                ``(input index, reason)``. (A long file that breaks after its first windows still raises.)
 
         Returns:
             For one clip: float32 numpy ``(W,)``, where ``W`` is :meth:`pooled_dim` of the pooling, or ``(T', D)``
@@ -236,12 +246,34 @@ class Embedder:
             AudioInputError: unreadable file, bad array shape/dtype, missing ``sr`` for arrays.
             ValueError: unknown ``pooling`` or a non-positive ``batch_size``.
         """
-        pooling = self.pooling if pooling is None else pooling
-        check_pooling(pooling)
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        readout = self.readout.with_pooling(pooling)
         sources, single = as_sources(wav, sr, channels_first)
-        feats = list(self.iter_features((read_source(s, sr, self.sample_rate) for s in sources),
-                                        batch_size=batch_size, pooling=pooling, progress=progress, total=len(sources)))
-        return format_output(feats, pooling, return_frames, single)
+        failed: list[tuple[int, str]] = []
+
+        def readable() -> Iterator[Tensor]:
+            for i, source in enumerate(sources):
+                try:
+                    yield read_source(source, sr, self.sample_rate)
+                except AudioInputError as exc:
+                    if on_error == "raise":
+                        raise
+                    failed.append((i, str(exc)))
+
+        feats = list(self.iter_features(readable(), batch_size=batch_size, pooling=readout.pooling,
+                                        progress=progress, total=len(sources)))
+        if on_error == "raise":
+            return format_output(feats, readout, return_frames, single)
+        if failed:
+            log.warning("%d of %d input(s) could not be embedded and were skipped, e.g. %s", len(failed),
+                        len(sources), failed[0][1])
+        if not feats:  # nothing worked: None for one input, an empty batch for several
+            empty: Any = [] if readout.pooling == "none" else np.zeros((0, self.pooled_dim(readout.pooling)),
+                                                                          np.float32)
+            result = None if single else ((empty, [], []) if return_frames else empty)
+            return result, failed
+        return format_output(feats, readout, return_frames, single), failed
 
     def iter_features(
         self,
@@ -255,11 +287,12 @@ class Embedder:
         """Stream per-clip features for mono waveforms already at :attr:`sample_rate`, in input order.
 
         Waveforms are consumed lazily (a generator that reads files keeps only about ``batch_size`` windows of audio
-        in memory); windows of consecutive clips are packed into shared batches. Used by :meth:`embed`, the CLI and
+        in memory, and a :class:`~ajepa.inference.inputs.StreamedAudio` is read window by window); windows of
+        consecutive clips are packed into shared batches. Used by :meth:`embed`, the CLI and
         the HEAR wrapper; results have ``.col_mean`` (frames), ``.times`` and ``.pooled(pooling)``, where
         ``pooling`` (one of :data:`POOLINGS`) selects which extra per-column features are kept.
         """
-        check_pooling(pooling)
+        readout = self.readout.with_pooling(pooling)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         bar = None
@@ -274,17 +307,20 @@ class Embedder:
         try:
             for clip_id, wav in enumerate(waveforms):
                 n_clips += 1
-                queue.extend(self.plan.cut(wav, clip_id))
-                states[clip_id] = self.plan.new_state(wav.numel(), self.embed_dim, pooling)
-                while len(queue) >= batch_size:
-                    self._run_batch(queue, batch_size, states)
+                states[clip_id] = self.plan.new_state(wav.numel(), self.embed_dim, readout)
+                # Windows are cut as the batches need them: a long (streamed) file is never held whole.
+                for window in self.plan.cut(wav, clip_id):
+                    queue.append(window)
+                    if len(queue) < batch_size:
+                        continue
+                    self._run_batch(queue, batch_size, states, readout)
                     while next_out in states and states[next_out].remaining == 0:
                         yield self.plan.finish(states.pop(next_out))
                         next_out += 1
                         if bar is not None:
                             bar.update(1)
             while queue:
-                self._run_batch(queue, batch_size, states)
+                self._run_batch(queue, batch_size, states, readout)
             while next_out < n_clips:
                 yield self.plan.finish(states.pop(next_out))
                 next_out += 1
@@ -296,7 +332,7 @@ class Embedder:
 
     # ------------------------------------------------------------------ internals
     @torch.inference_mode()
-    def _run_batch(self, queue: deque, batch_size: int, states: dict[int, ClipState]) -> None:
+    def _run_batch(self, queue: deque, batch_size: int, states: dict[int, ClipState], readout: Readout) -> None:
         """Encode up to ``batch_size`` queued windows and hand each window's column features to its clip."""
         items = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
         device = self.device
@@ -305,21 +341,17 @@ class Embedder:
         for i, (_, _, x) in enumerate(items):
             batch[i, : len(x)] = x
         tok = self.tokenizer(batch.to(device), lengths)
+        finite = torch.isfinite(tok.tokens).flatten(1).all(1)
+        if not bool(finite.all()):  # load_audio bounds the samples; this is the last line of defence
+            clip_id = items[int((~finite).nonzero()[0])][0]
+            raise AudioInputError(f"clip {clip_id} of this call: its log-mel spectrogram is not finite")
         amp = (torch.autocast(device.type, dtype=torch.bfloat16) if self.uses_bf16(device)
                else contextlib.nullcontext())
         with amp:
-            out = self.encoder.forward_layers(tok.tokens, tok.grid, self.average_layers)
+            out = mean_of_layers(self.encoder.forward_intermediates(tok.tokens, tok.grid,
+                                                                    readout.layers(self.encoder_config.depth)))
         b, (f_p, t_p) = out.shape[0], tok.grid
         # Time-major token order: n = t * F_p + f, so a (T_p, F_p) view groups each time column.
-        out = out.float().view(b, t_p, f_p, -1)
-        ok = tok.valid.view(b, t_p, f_p)
-        count = ok.sum(-1)
-        col_mean = ((out * ok[..., None]).sum(2) / count.clamp(min=1)[..., None]).cpu()
-        # All clips of one iter_features call share the pooling: compute and copy back only what it keeps.
-        first = states[items[0][0]]
-        col_max = out.masked_fill(~ok[..., None], -math.inf).amax(2).cpu() if first.col_max is not None else None
-        col_cat = out.reshape(b, t_p, f_p * out.shape[-1]).cpu() if first.col_cat is not None else None
-        count = count.cpu()
+        columns = readout.column_features(out.float().view(b, t_p, f_p, -1), tok.valid.view(b, t_p, f_p))
         for i, (clip_id, w, _) in enumerate(items):
-            states[clip_id].take(w * self.plan.hop_cols, col_mean[i], count[i],
-                                 None if col_max is None else col_max[i], None if col_cat is None else col_cat[i])
+            states[clip_id].take(w * self.plan.hop_cols, columns, i)

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ajepa.errors import AudioInputError, CheckpointError, ConfigError
 from ajepa.features.logmel import LogMelFrontend
 from ajepa.inference.embedder import Embedder, pick_device
 from ajepa.inference.inputs import AudioSource
-from ajepa.model_files import LEGACY_READOUT, read_export, read_training_checkpoint
+from ajepa.inference.model_files import check_weights, read_export, read_training_checkpoint
+from ajepa.inference.readout import LEGACY_READOUT
 from ajepa.models.vit import ViTEncoder
+from ajepa.pretrained import default_model_path
 
 __all__ = ["ENCODER_CHOICES", "embed", "load"]
 
@@ -38,7 +39,7 @@ def load(
 
     Args:
         path: an exported folder (``model.safetensors`` + ``config.json``), a ``<name>.safetensors`` with
-            ``<name>.json`` beside it (or that JSON), or a training checkpoint ``.pt`` (:mod:`ajepa.model_files`).
+            ``<name>.json`` beside it (or that JSON), or a training checkpoint ``.pt`` (:mod:`ajepa.inference.model_files`).
             ``None``: the default encoder inside the package (:mod:`ajepa.pretrained`, docs/MODEL_CARD.md),
             read from disk with no download.
         encoder: which encoder of a training checkpoint: ``"target"`` (the EMA target encoder: the smoother,
@@ -63,8 +64,6 @@ def load(
     if encoder is not None and encoder not in ENCODER_CHOICES:
         raise ValueError(f"encoder must be one of {ENCODER_CHOICES}, got {encoder!r}")
     if path is None:
-        from ajepa.pretrained import default_model_path
-
         path = default_model_path()
     path = Path(path).expanduser()
     if not path.exists():
@@ -83,36 +82,22 @@ def load(
         readout = LEGACY_READOUT
         if pooling is None or average_layers is None:
             log.info("%s records no read-out: %s pooling of the final block unless pooling= / average_layers= "
-                     "say otherwise (exports record the recommended read-out)", path, readout["pooling"])
+                     "say otherwise (exports record the recommended read-out)", path, readout.pooling)
     try:
+        # The weights are checked against an encoder built on the meta device (shapes, no memory) first, so a
+        # config that asks for more than its weights hold fails before anything of that size is allocated.
+        with torch.device("meta"):
+            skeleton = ViTEncoder(cfg["encoder"])
+        check_weights(skeleton.state_dict(), state, path)
         vit = ViTEncoder(cfg["encoder"])
-        _load_state(vit, state, path)
+        vit.load_state_dict(state, strict=True)
         # Weights stored in another float dtype are copied into the module's own float32 parameters.
         return Embedder(LogMelFrontend(cfg["frontend"]), vit, clip_seconds=cfg["clip_seconds"],
                         source_encoder=cfg["source_encoder"], device=device, bf16=bf16,
-                        average_layers=readout["average_layers"] if average_layers is None else average_layers,
-                        pooling=readout["pooling"] if pooling is None else pooling)
+                        average_layers=readout.average_layers if average_layers is None else average_layers,
+                        pooling=readout.pooling if pooling is None else pooling)
     except (ConfigError, AudioInputError) as exc:  # settings that cannot build a working model
         raise CheckpointError(f"{path}: unusable model settings ({exc})") from None
-
-
-def _load_state(vit: ViTEncoder, state: dict[str, Tensor], path: Path) -> None:
-    expected = vit.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match the configured encoder "
-            f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
-        )
-    for key, ref in expected.items():
-        got = state[key]
-        if not isinstance(got, Tensor) or tuple(got.shape) != tuple(ref.shape):
-            shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
-            raise CheckpointError(f"{path}: weight {key!r} has shape {shape}, the config needs {tuple(ref.shape)}")
-        if not got.is_floating_point():
-            raise CheckpointError(f"{path}: weight {key!r} has dtype {got.dtype}, expected a float tensor")
-    vit.load_state_dict(state, strict=True)
 
 
 def embed(
@@ -126,6 +111,7 @@ def embed(
     device: str | torch.device | None = None,
     channels_first: bool = False,
     progress: bool = False,
+    on_error: str = "raise",
 ) -> Any:
     """Embed audio with ``model`` (an :class:`Embedder`, a path for :func:`load`, or ``None`` for the shipped
     default encoder); see :meth:`Embedder.embed`. ``pooling=None`` uses the model's recorded read-out.
@@ -138,4 +124,4 @@ def embed(
     elif device is not None and pick_device(device) != model.device:
         raise ValueError(f"device={device!r} applies to a model path; move the Embedder with .to({str(device)!r})")
     return model.embed(wav, sr, pooling=pooling, return_frames=return_frames, batch_size=batch_size,
-                       progress=progress, channels_first=channels_first)
+                       progress=progress, channels_first=channels_first, on_error=on_error)

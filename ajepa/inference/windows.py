@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from ajepa.errors import AudioInputError, ConfigError
+from ajepa.features.audio import clip_samples
 from ajepa.features.tokenizer import AudioTokenizer
-from ajepa.inference.pooling import _COLUMN_CAT_POOLINGS, ClipFeatures
+from ajepa.inference.readout import ClipFeatures, ColumnFeatures, Readout
 
 __all__ = ["ClipState", "WindowPlan"]
 
@@ -23,17 +24,18 @@ __all__ = ["ClipState", "WindowPlan"]
 class ClipState:
     """Accumulates the window results of one clip: ``(n_cols, D)`` column features and where each came from."""
 
-    def __init__(self, n_windows: int, n_cols: int, dim: int, n_freq: int, pooling: str) -> None:
+    def __init__(self, n_windows: int, n_cols: int, dim: int, n_freq: int, readout: Readout) -> None:
         self.remaining = n_windows
         self.col_mean = torch.zeros(n_cols, dim)
-        self.col_max = torch.zeros(n_cols, dim) if pooling == "mean+max" else None
-        self.col_cat = torch.zeros(n_cols, n_freq * dim) if pooling in _COLUMN_CAT_POOLINGS else None
+        self.col_max = torch.zeros(n_cols, dim) if readout.keeps_max else None
+        self.col_cat = torch.zeros(n_cols, n_freq * dim) if readout.keeps_cat else None
         self.col_count = torch.zeros(n_cols, dtype=torch.long)
         self.distance = torch.full((n_cols,), math.inf)
 
-    def take(self, first_col: int, col_mean: Tensor, count: Tensor, col_max: Tensor | None,
-             col_cat: Tensor | None) -> None:
-        """One window's columns ``(T_p, ...)`` starting at clip column ``first_col``; keep the more central ones."""
+    def take(self, first_col: int, cols_of_window: ColumnFeatures, i: int) -> None:
+        """Window ``i`` of a batch's column features (each ``(B, T_p, ...)``), starting at clip column ``first_col``;
+        keep the more central columns."""
+        col_mean, count = cols_of_window.mean[i], cols_of_window.count[i]
         t_p = col_mean.shape[0]
         centrality = (torch.arange(t_p) + 0.5 - t_p / 2).abs()
         cols = torch.arange(t_p) + first_col
@@ -43,9 +45,9 @@ class ClipState:
         self.col_mean[idx] = col_mean[take]
         self.col_count[idx] = count[take]
         if self.col_max is not None:
-            self.col_max[idx] = col_max[take]
+            self.col_max[idx] = cols_of_window.max[i][take]
         if self.col_cat is not None:
-            self.col_cat[idx] = col_cat[take]
+            self.col_cat[idx] = cols_of_window.cat[i][take]
         self.remaining -= 1
 
 
@@ -54,7 +56,7 @@ class WindowPlan:
 
     def __init__(self, tokenizer: AudioTokenizer, clip_seconds: float) -> None:
         self.tokenizer = tokenizer
-        self.clip_samples = int(round(clip_seconds * tokenizer.sample_rate))
+        self.clip_samples = clip_samples(clip_seconds, tokenizer.sample_rate)
         self.grid = tokenizer.grid(self.clip_samples)
         if self.grid[1] < 2:
             raise ConfigError(
@@ -74,11 +76,11 @@ class WindowPlan:
             start = w * self.window_hop
             yield clip_id, w, wav[start:start + self.clip_samples]
 
-    def new_state(self, num_samples: int, dim: int, pooling: str) -> ClipState:
-        """The accumulator for a clip of ``num_samples`` samples."""
+    def new_state(self, num_samples: int, dim: int, readout: Readout) -> ClipState:
+        """The accumulator for a clip of ``num_samples`` samples, keeping what ``readout`` pools."""
         n_windows = self.num_windows(num_samples)
         n_cols = (n_windows - 1) * self.hop_cols + self.grid[1]
-        return ClipState(n_windows, n_cols, dim, self.grid[0], pooling)
+        return ClipState(n_windows, n_cols, dim, self.grid[0], readout)
 
     def finish(self, st: ClipState) -> ClipFeatures:
         """The clip's columns that hold audio, with their centre times."""

@@ -1,34 +1,21 @@
-"""Models: patch-token ViT encoder, predictor and the Audio-JEPA / MAE pre-training wrapper."""
+"""Networks only: the patch-token ViT encoder, the predictor, position embeddings and the size presets.
 
-from typing import TYPE_CHECKING, Any
+The pre-training wrapper that combines them with an objective is :class:`ajepa.training.model.AudioJEPA`.
+"""
 
 from ajepa.models.pos_embed import SinCosPosEmbed2d, sincos_pos_embed_2d
 from ajepa.models.predictor import Predictor
-from ajepa.models.sizes import ENCODER_SIZES, EncoderConfig, PredictorConfig, encoder_config
-from ajepa.models.vit import ViTEncoder, apply_masks
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ below imports it
-    from ajepa.models.jepa import AudioJEPA
+from ajepa.models.sizes import ENCODER_SIZES, EncoderConfig, PredictorConfig
+from ajepa.models.vit import ViTEncoder, last_layers, mean_of_layers
 
 __all__ = [
-    "AudioJEPA",
     "ENCODER_SIZES",
     "EncoderConfig",
     "Predictor",
     "PredictorConfig",
     "SinCosPosEmbed2d",
     "ViTEncoder",
-    "apply_masks",
-    "encoder_config",
+    "last_layers",
+    "mean_of_layers",
     "sincos_pos_embed_2d",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # AudioJEPA is imported on first use: it needs ajepa.objectives, whose modules need ajepa.models.vit, so an
-    # eager import here made `import ajepa.objectives` (before ajepa.models) fail on the circle.
-    if name == "AudioJEPA":
-        from ajepa.models.jepa import AudioJEPA
-
-        return AudioJEPA
-    raise AttributeError(f"module 'ajepa.models' has no attribute {name!r}")

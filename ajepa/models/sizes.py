@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 from ajepa.errors import ConfigError
+from ajepa.validation import check_fields, check_range
 from ajepa.paths import config_dir
+
+
+# Bounds on what a config (a user's, or an untrusted model file's) may ask for, checked before anything is built:
+# far above any model trained here (ViT-H is 1280 wide and 32 deep) and far below what would exhaust memory.
+MAX_WIDTH = 4096
+MAX_DEPTH = 64
+MAX_HEADS = 64
+MAX_MLP_RATIO = 16.0
+MAX_PATCH = 128
 
 
 @dataclass
@@ -25,9 +35,17 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         # Hydra and JSON hand lists over; a tuple keeps equality and hashing stable.
-        self.patch = tuple(int(p) for p in self.patch)  # type: ignore[assignment]
-        if len(self.patch) != 2 or min(self.patch) < 1:
-            raise ConfigError(f"EncoderConfig.patch must be two positive ints (patch_f, patch_t), got {self.patch}")
+        check_fields(self, "EncoderConfig")
+        try:
+            patch = tuple(self.patch)
+            ok = len(patch) == 2 and all(not isinstance(p, bool) and int(p) == p and 1 <= p <= MAX_PATCH
+                                         for p in patch)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"EncoderConfig.patch must be two ints in 1..{MAX_PATCH} (patch_f, patch_t), "
+                              f"got {self.patch!r}")
+        self.patch = tuple(int(p) for p in patch)  # type: ignore[assignment]
         _check_width("EncoderConfig", self.embed_dim, self.num_heads, self.depth, self.mlp_ratio)
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"EncoderConfig.drop_path must be in [0, 1), got {self.drop_path}")
@@ -53,10 +71,15 @@ class PredictorConfig:
     joint_targets: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self, "PredictorConfig")
         _check_width("PredictorConfig", self.embed_dim, self.num_heads, self.depth, self.mlp_ratio)
 
 
 def _check_width(owner: str, embed_dim: int, num_heads: int, depth: int, mlp_ratio: float) -> None:
+    check_range(f"{owner}.embed_dim", embed_dim, 4, MAX_WIDTH)
+    check_range(f"{owner}.depth", depth, 1, MAX_DEPTH)
+    check_range(f"{owner}.num_heads", num_heads, 1, MAX_HEADS)
+    check_range(f"{owner}.mlp_ratio", mlp_ratio, 1e-3, MAX_MLP_RATIO)
     if embed_dim < 4 or embed_dim % 4:
         raise ConfigError(f"{owner}.embed_dim must be a positive multiple of 4 (2-D sin-cos), got {embed_dim}")
     if num_heads < 1 or embed_dim % num_heads:
@@ -79,18 +102,5 @@ def _encoder_presets() -> dict[str, EncoderConfig]:
     return presets
 
 
-# Read-only presets: use encoder_config() to get a private copy to modify.
+# Read-only presets: dataclasses.replace(ENCODER_SIZES[name], ...) gives a private copy to modify.
 ENCODER_SIZES: dict[str, EncoderConfig] = _encoder_presets()
-
-
-def encoder_config(size: str, **overrides: object) -> EncoderConfig:
-    """A copy of the preset ``size`` with ``overrides`` applied, e.g. ``encoder_config("tiny", patch=(16, 8))``.
-
-    Raises ``ConfigError`` for an unknown size or field name.
-    """
-    if size not in ENCODER_SIZES:
-        raise ConfigError(f"unknown encoder size {size!r}; choose one of {sorted(ENCODER_SIZES)}")
-    unknown = set(overrides) - {f.name for f in fields(EncoderConfig)}
-    if unknown:
-        raise ConfigError(f"unknown EncoderConfig field(s) {sorted(unknown)}")
-    return replace(ENCODER_SIZES[size], **overrides)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from functools import partial
+from collections.abc import Sequence
+from functools import partial, reduce
 
 import torch
 import torch.nn.functional as F
@@ -12,24 +13,11 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from ajepa.errors import ConfigError
+from ajepa.masking.gather import apply_masks
 from ajepa.models.pos_embed import SinCosPosEmbed2d
 from ajepa.models.sizes import EncoderConfig
 
 LN_EPS = 1e-6
-
-
-def apply_masks(x: Tensor, idx: Tensor) -> Tensor:
-    """Gather tokens: ``x (B, N, D)`` by ``idx (B, ...)`` int64 -> ``(B, ..., D)``.
-
-    One ``torch.gather`` on an expanded (stride-0, copy-free) index; its backward is a scatter-add.
-    """
-    if x.dim() != 3:
-        raise ConfigError(f"apply_masks expects x of shape (B, N, D), got {tuple(x.shape)}")
-    if idx.dim() < 2 or idx.shape[0] != x.shape[0]:
-        raise ConfigError(f"apply_masks index of shape {tuple(idx.shape)} does not match batch {x.shape[0]}")
-    b, d = x.shape[0], x.shape[-1]
-    flat = idx.reshape(b, -1, 1).expand(-1, -1, d)
-    return torch.gather(x, 1, flat).reshape(*idx.shape, d)
 
 
 def init_vit_weights(module: nn.Module) -> None:
@@ -54,7 +42,7 @@ def rescale_residual_projections(blocks: nn.ModuleList) -> None:
 
 def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path: float = 0.0) -> nn.ModuleList:
     """A stack of timm pre-norm transformer blocks (qkv bias, fused SDPA attention, linear drop-path ramp)."""
-    rates = torch.linspace(0.0, drop_path, depth).tolist()
+    rates = [drop_path * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]  # a linear ramp
     return nn.ModuleList(
         Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=rate,
               norm_layer=partial(nn.LayerNorm, eps=LN_EPS))
@@ -80,20 +68,25 @@ class ViTEncoder(nn.Module):
         self.apply(init_vit_weights)
         rescale_residual_projections(self.blocks)
 
+    @property
+    def num_hidden_states(self) -> int:
+        """``depth + 1``: the patch embedding (hidden state 0) and each block's output."""
+        return len(self.blocks) + 1
+
     def forward(self, tokens: Tensor, grid: tuple[int, int], keep_idx: Tensor | None = None) -> Tensor:
         """``tokens (B, N, P)``, ``keep_idx (B, M)`` -> the final (normalised) output ``(B, M, D)``; ``(B, N, D)``
         when keep_idx is None."""
-        return self.forward_layers(tokens, grid, 1, keep_idx)
+        return self.forward_intermediates(tokens, grid, [len(self.blocks)], keep_idx)[0]
 
-    def forward_layers(self, tokens: Tensor, grid: tuple[int, int], layers: int,
-                       keep_idx: Tensor | None = None) -> Tensor:
-        """The mean of the last ``layers`` hidden states ``(B, M or N, D)``; ``layers=1`` is :meth:`forward`.
+    def forward_intermediates(self, tokens: Tensor, grid: tuple[int, int], indices: Sequence[int],
+                              keep_idx: Tensor | None = None, norm: bool = True) -> list[Tensor]:
+        """The hidden states ``indices`` (ascending, in ``0..depth``), each ``(B, M or N, D)`` (timm's shape).
 
-        The hidden states are the patch embedding (plus positions) and each block's output, ``depth + 1`` in all,
-        so ``layers = depth + 1`` includes the embedding layer. Each is normalised without affine parameters first
-        (the final one by the encoder's own ``norm``), so no layer dominates the mean by its scale. The one layer
-        selection of the package: data2vec-style targets (``objective.target_layers``) and SUPERB-style read-outs
-        (``average_layers``) both come through here.
+        Hidden state 0 is the patch embedding plus positions, ``i`` the output of block ``i``. With ``norm`` each is
+        normalised, the last (``depth``) by the encoder's own final LayerNorm (it is then :meth:`forward`'s output)
+        and the others by a LayerNorm without parameters, so that no layer dominates a mean by its scale; without
+        it they are the raw residual stream (what data2vec's instance-normalised targets start from). The blocks
+        after the highest index are not run.
         """
         b, n, p = tokens.shape
         if p != self.cfg.patch_dim:
@@ -101,8 +94,9 @@ class ViTEncoder(nn.Module):
                               f"{self.cfg.patch_dim} (patch {self.cfg.patch})")
         if n != grid[0] * grid[1]:
             raise ConfigError(f"{n} tokens do not fill the grid {tuple(grid)}")
-        if not 1 <= layers <= len(self.blocks) + 1:
-            raise ConfigError(f"layers must be in 1..{len(self.blocks) + 1} (depth + 1 hidden states), got {layers}")
+        indices = [int(i) for i in indices]
+        if not indices or indices != sorted(set(indices)) or not 0 <= indices[0] <= indices[-1] <= len(self.blocks):
+            raise ConfigError(f"hidden-state indices must be ascending and in 0..{len(self.blocks)}, got {indices}")
         pos = self.pos_embed(grid, tokens.device, tokens.dtype)
         if keep_idx is None:
             x = self.patch_embed(tokens) + pos
@@ -110,13 +104,29 @@ class ViTEncoder(nn.Module):
             assert keep_idx.dim() == 2, f"keep_idx must be (B, M), got {tuple(keep_idx.shape)}"
             # Gathering before the (token-wise) patch embedding is the same as after it and skips dropped tokens.
             x = self.patch_embed(apply_masks(tokens, keep_idx)) + pos[keep_idx]
-        last = len(self.blocks) - 1
-        # The embedding layer is hidden state 0; it joins the mean only when every hidden state is averaged.
-        total = F.layer_norm(x, x.shape[-1:], eps=LN_EPS) if layers > len(self.blocks) else None
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if last - layers < i < last:
-                h = F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
-                total = h if total is None else total + h
-        out = self.norm(x)
-        return out if total is None else (total + out) / layers
+        last = len(self.blocks)
+        wanted = set(indices)
+        states = []
+        for i in range(indices[-1] + 1):
+            if i > 0:
+                x = self.blocks[i - 1](x)
+            if i in wanted:
+                if not norm:
+                    states.append(x)
+                elif i == last:
+                    states.append(self.norm(x))
+                else:
+                    states.append(F.layer_norm(x, x.shape[-1:], eps=LN_EPS))
+        return states
+
+
+def last_layers(count: int, depth: int) -> list[int]:
+    """The indices of the last ``count`` of an encoder's ``depth + 1`` hidden states."""
+    if not 1 <= count <= depth + 1:
+        raise ConfigError(f"layers must be in 1..{depth + 1} (depth + 1 hidden states), got {count}")
+    return list(range(depth + 1 - count, depth + 1))
+
+
+def mean_of_layers(states: Sequence[Tensor]) -> Tensor:
+    """The mean of equally shaped hidden states, summed in order (the layer read-out and layer-averaged targets)."""
+    return reduce(torch.add, states) / len(states)

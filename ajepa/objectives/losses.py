@@ -29,3 +29,25 @@ def normalize_patches(patches: Tensor, eps: float = 1e-6) -> Tensor:
     mean = patches.mean(dim=-1, keepdim=True)
     var = patches.var(dim=-1, keepdim=True, unbiased=False)
     return (patches - mean) * torch.rsqrt(var + eps)
+
+
+def instance_norm(h: Tensor, valid: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Standardise each clip's channels over its tokens: ``h (B, N, D)``, statistics over the tokens ``valid
+    (B, N)`` selects (all when None), so that zero-padding does not shift them. data2vec's target normalisation."""
+    if valid is None:
+        return F.instance_norm(h.transpose(1, 2), eps=eps).transpose(1, 2)
+    w = valid.to(h.dtype).unsqueeze(-1)  # (B, N, 1)
+    count = w.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (h * w).sum(1, keepdim=True) / count
+    var = ((h - mean).pow(2) * w).sum(1, keepdim=True) / count
+    return (h - mean) * torch.rsqrt(var + eps)
+
+
+def centre_per_position(h: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Subtract from ``h (B, N, D)`` its mean over the batch at each token position (over the clips whose token
+    there is ``valid``): what a predictor told only the position could fit is taken out of the targets."""
+    if valid is None:
+        return h - h.mean(0, keepdim=True)
+    w = valid.to(h.dtype).unsqueeze(-1)
+    mean = (h * w).sum(0, keepdim=True) / w.sum(0, keepdim=True).clamp(min=1.0)
+    return h - mean

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ajepa.models.vit import ViTEncoder, apply_masks
 from ajepa.objectives.base import ObjectiveBase
 from ajepa.objectives.losses import normalize_patches, regression_loss
 
@@ -19,14 +18,13 @@ class MAEObjective(ObjectiveBase):
         return patch_dim
 
     def monitored(self, targets: Tensor, context: Tensor) -> Tensor:
-        """What the collapse monitors watch: the context features ``(B, N_ctx, D)`` (the targets are patches)."""
+        """What the collapse monitors watch: the context features ``(R, N_ctx, D)`` (the targets are patches)."""
         return context
 
-    def targets(self, tokens: Tensor, grid: tuple[int, int], target_idx: Tensor,
-                target_encoder: ViTEncoder | None) -> Tensor:
-        """``tokens (B, N, P)``, ``target_idx (B, K, N_tgt)`` -> ``(B, K, N_tgt, P)``."""
-        return normalize_patches(apply_masks(tokens, target_idx))
+    def target_tokens(self, tokens: Tensor, teacher: list[Tensor] | None, valid: Tensor | None) -> Tensor:
+        """Each patch standardised by its own statistics ``(B, N, P)``."""
+        return normalize_patches(tokens)
 
     def forward(self, pred: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
-        """``pred``, ``targets`` ``(B, K, N_tgt, P)``; ``weight (B, K, N_tgt)`` or None -> the scalar loss."""
+        """``pred``, ``targets`` ``(R, K, N_tgt, P)``; ``weight (R, K, N_tgt)`` or None -> the scalar loss."""
         return regression_loss(pred, targets, "l2", weight)

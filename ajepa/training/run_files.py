@@ -1,7 +1,7 @@
 """The files of a run directory: paths, the metrics log, checkpoints, resume and plots.
 
 Everything here reads or writes a run directory (layout: :class:`RunPaths`); the loop that decides when is
-:mod:`ajepa.trainer`.
+:mod:`ajepa.training.loop`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ajepa import distributed as D
+from ajepa.training import distributed as D
 from ajepa.checkpoint import load_checkpoint, save_checkpoint
-from ajepa.config import RunConfig
+from ajepa.training.config import RunConfig
 from ajepa.errors import CheckpointError, ConfigError
-from ajepa.monitors import CollapseGuard
-from ajepa.train_state import TrainState
+from ajepa.training.monitors import CollapseGuard
+from ajepa.training.state import TrainState
 
 
 logger = logging.getLogger(__name__)
@@ -101,11 +101,25 @@ class MetricsLogger:
 
 
 def _read_jsonl(path: Path, max_step: int) -> list[dict]:
+    """The records up to ``max_step``. A line that is not a JSON object (the torn last line of a process killed
+    mid-write, or damage) is dropped with a warning instead of blocking the resume."""
     if not path.is_file():
         return []
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return [r for r in records if r.get("step", 0) <= max_step]
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                logger.warning("%s: dropping line %d, which is not a complete JSON record (a write cut short?)",
+                               path, number)
+                continue
+            records.append(record)
+    return [r for r in records if isinstance(r.get("step"), int) and r["step"] <= max_step]
 
 
 def format_record(record: dict, max_steps: int) -> str:
@@ -125,7 +139,7 @@ def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, batche
 
     ``{"step", "model": AudioJEPA.state_dict() (keys context_encoder.*, target_encoder.*, predictor.*),
     "optimizer", "rng": the seeding scheme, "data": {"epoch", "batch_in_epoch", "global_batch_index", "batch_size",
-    "world_size", "accumulate"}, "collapse_guard", "config", "frontend", "encoder", "clip_seconds"}``;
+    "world_size", "accumulate"}, "collapse_guard", "config"}``;
     :func:`ajepa.checkpoint.save_checkpoint` adds the format and version. No RNG state is stored: every random
     stream is a function of the seed and a position (:mod:`ajepa.seeding`), so the step resumes a run exactly.
     ``config`` is the effective run config (``asdict(cfg)``: defaults filled in, ``data.root`` absolute and
@@ -137,16 +151,13 @@ def checkpoint_state(state: TrainState, cfg: RunConfig, info: D.DistInfo, batche
         "step": state.step,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
-        # All randomness is a pure function of (seed, position); see ajepa.trainer's docstring.
+        # All randomness is a pure function of (seed, position); see ajepa.training.loop's docstring.
         "rng": {"seed": cfg.seed, "scheme": "per-position (seed, batch_index) / (seed, rank, step)"},
         "data": {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "global_batch_index": global_batch_index,
                  "batch_size": cfg.data.batch_size, "world_size": info.world_size,
                  "accumulate": cfg.trainer.accumulate},
         "collapse_guard": guard.state_dict(),
         "config": asdict(cfg),
-        "frontend": asdict(cfg.frontend),
-        "encoder": asdict(cfg.model.encoder),
-        "clip_seconds": float(cfg.data.clip_seconds),
     }
 
 
@@ -231,7 +242,7 @@ def warn_config_drift(saved: Mapping[str, Any], current: Mapping[str, Any]) -> l
 def write_plots(paths: RunPaths, records: list[dict], sample: dict[str, Any] | None, cfg: RunConfig) -> dict[str, Path]:
     """``plots/loss.png``, ``plots/rank.png``, (when a step ran) ``plots/masks.png`` and (with a transfer probe)
     ``plots/probe.png``."""
-    from ajepa import plots  # matplotlib is only needed here
+    from ajepa.training import plots  # matplotlib is only needed here
 
     written = {"loss": plots.plot_loss(records, paths.plots / "loss.png"),
                "rank": plots.plot_rank(records, paths.plots / "rank.png")}

@@ -34,16 +34,17 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ajepa import distributed as D
-from ajepa.config import RunConfig
+from ajepa.training import distributed as D
+from ajepa.training.config import RunConfig
 from ajepa.errors import ConfigError
-from ajepa.data.loader import build_dataset, build_loader
+from ajepa.training.loader import build_dataset, build_loader
+from ajepa.features.audio import clip_samples
 from ajepa.features.logmel import LogMelFrontend
 from ajepa.features.tokenizer import AudioTokenizer
-from ajepa.models import AudioJEPA
-from ajepa.monitors import CollapseError, CollapseGuard, effective_rank
-from ajepa.optim import StepHyper, apply_hyperparams, build_optimizer, hyperparams_at
-from ajepa.run_io import (
+from ajepa.training.model import AudioJEPA
+from ajepa.training.monitors import CollapseError, CollapseGuard, effective_rank
+from ajepa.training.optim import StepHyper, apply_hyperparams, build_optimizer, hyperparams_at
+from ajepa.training.run_files import (
     MetricsLogger,
     RunPaths,
     checkpoint_state,
@@ -56,9 +57,10 @@ from ajepa.run_io import (
 )
 from ajepa.seeding import seed_from
 from ajepa.runtime import autocast_dtype, cpu_thread_count, cpu_threads, deterministic, maybe_compile
-from ajepa.inference.pooling import resolve_average_layers
-from ajepa.train_state import StepOutput, TrainState
-from ajepa.transfer_probe import TransferProbe, read_probe_manifest
+from ajepa.inference.readout import resolve_average_layers
+from ajepa.training.run_guard import RunDirectoryError, RunLock, check_reuse, remove_stale_temporaries
+from ajepa.training.state import StepOutput, TrainState
+from ajepa.training.transfer_probe import TransferProbe, read_probe_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -110,25 +112,26 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def train_step(state: TrainState, micro_batches: list[dict], hp: StepHyper, tokenizer: AudioTokenizer,
-               amp_dtype: torch.dtype | None, grad_clip: float) -> StepOutput:
+               amp_dtype: torch.dtype | None, grad_clip: float, ignore_padding: bool = True) -> StepOutput:
     """One optimiser step over ``len(micro_batches)`` accumulated micro-batches, then the EMA update.
 
     Gradients are all-reduced (DDP) only on the last micro-batch. The loss of each micro-batch is scaled by
-    ``1 / accumulate`` so the update equals that of one batch ``accumulate`` times larger.
+    ``1 / accumulate`` so the update equals that of one batch ``accumulate`` times larger. ``ignore_padding``:
+    the tokenizer marks zero-padded tokens, which the objective then leaves out.
     """
     apply_hyperparams(state.optimizer, hp)
     scale = 1.0 / len(micro_batches)
-    ignore_padding = state.model.objective_cfg.ignore_padding
+    forward = state.loss_module
     losses, stds, terms = [], [], []
     for i, batch in enumerate(micro_batches):
         tok = tokenizer(batch["wav"], batch["lengths"] if ignore_padding else None)
         is_last = i == len(micro_batches) - 1
-        no_sync = getattr(state.ddp, "no_sync", None)
+        no_sync = getattr(forward, "no_sync", None)
         sync_ctx = no_sync() if (no_sync is not None and not is_last) else contextlib.nullcontext()
         amp = torch.autocast(tok.tokens.device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with sync_ctx:
             with amp:
-                out = state.forward(tok.tokens, tok.grid, batch["context_idx"], batch["target_idx"], tok.valid)
+                out = forward(tok.tokens, tok.grid, batch["context_idx"], batch["target_idx"], tok.valid)
             (out["loss"] * scale).backward()
         losses.append(out["loss"].detach())
         stds.append(out["target_std"].detach())
@@ -193,8 +196,21 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike) -> TrainResult:
     info = D.env_dist_info()
     device = D.rank_device(cfg.device, info)
     info = D.init_distributed(device)
+    lock = RunLock(Path(run_dir).resolve())
     try:
         run_dir = Path(D.broadcast_object(str(Path(run_dir).resolve()), info))
+        # Rank 0 owns the directory: it takes the lock and checks for an earlier run; every rank hears the verdict.
+        problem = None
+        if info.is_main:
+            try:
+                lock.acquire()
+                check_reuse(RunPaths(run_dir), cfg.resume, cfg.overwrite)
+                remove_stale_temporaries(RunPaths(run_dir))
+            except RunDirectoryError as exc:
+                problem = str(exc)
+        problem = D.broadcast_object(problem, info)
+        if problem is not None:
+            raise RunDirectoryError(problem)
         cuda_devices = [device] if device.type == "cuda" else []
         threads = None
         if device.type == "cpu":
@@ -204,6 +220,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike) -> TrainResult:
               cpu_threads(threads)):
             return _train(cfg, RunPaths(run_dir), info, device)
     finally:
+        lock.release()
         D.shutdown_distributed()
 
 
@@ -224,10 +241,9 @@ class _Run:
         self.cfg, self.paths, self.info, self.device = cfg, paths, info, device
         tc = cfg.trainer
         self.tokenizer = build_tokenizer(cfg, device)
-        self.grid = self.tokenizer.grid(int(round(cfg.data.clip_seconds * cfg.frontend.sample_rate)))
+        self.grid = self.tokenizer.grid(clip_samples(cfg.data.clip_seconds, cfg.frontend.sample_rate))
         model = build_model(cfg, device)
-        self.state = TrainState(model=model, ddp=model, forward=model,
-                                optimizer=build_optimizer(model, cfg.optim, device))
+        self.state = TrainState(model=model, optimizer=build_optimizer(model, cfg.optim, device))
         self.guard = CollapseGuard(tc.collapse.threshold, tc.collapse.patience, tc.collapse.abort)
         self.resumed_from = resolve_resume(cfg.resume, paths)
         if self.resumed_from is not None:
@@ -236,15 +252,14 @@ class _Run:
                 warn_config_drift(ckpt.get("config", {}), asdict(cfg))
         self.start_step = self.state.step
         self.last_saved = self.start_step if self.resumed_from is not None else -1
-        self.state.ddp = D.wrap_ddp(model, info, device)
-        self.state.forward = maybe_compile(self.state.ddp, tc.compile, tc.compile_backend)
+        self.state.forward = maybe_compile(D.wrap_ddp(model, info, device), tc.compile, tc.compile_backend)
         model.train()
 
         dataset = build_dataset(cfg.data, cfg.frontend.sample_rate, cfg.seed, info)
         self.loader, self.batches_per_epoch = build_loader(cfg, dataset, self.grid, info,
                                                  start_batch=self.start_step * tc.accumulate)
         self.amp_dtype = autocast_dtype(tc.precision, device)
-        self.global_batch = cfg.data.batch_size * info.world_size * tc.accumulate
+        self.global_batch = cfg.data.batch_size * cfg.data.crops_per_item * info.world_size * tc.accumulate
         self.metrics = MetricsLogger(paths, self.start_step, tc.tensorboard) if info.is_main else None
         self.bar = tqdm(total=tc.max_steps, initial=self.start_step, unit="step", dynamic_ncols=True,
                         disable=not (info.is_main and tc.progress))
@@ -288,7 +303,7 @@ class _Run:
         hp = hyperparams_at(self.state.step, self.cfg.optim, self.cfg.trainer.max_steps)
         torch.manual_seed(step_seed(self.cfg.seed, self.info.rank, self.state.step))
         out = train_step(self.state, [to_device(b, self.device) for b in micro], hp, self.tokenizer, self.amp_dtype,
-                         self.cfg.optim.grad_clip)
+                         self.cfg.optim.grad_clip, self.cfg.objective.ignore_padding)
         self.sample = out.sample
         self.window_steps += 1
         self.bar.update(1)

@@ -8,21 +8,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ajepa.models import AudioJEPA
+from ajepa.training.model import AudioJEPA
 
 __all__ = ["StepOutput", "TrainState"]
 
 
 @dataclass
 class TrainState:
-    """What the loop mutates. ``model`` is the bare AudioJEPA (checkpoints, EMA); ``ddp`` the DDP wrapper or
-    the model itself; ``forward`` what the loss is computed with (``ddp``, possibly compiled)."""
+    """What the loop mutates. ``model`` is the bare AudioJEPA (checkpoints, EMA); ``forward`` what the loss is
+    computed with: the model itself (the default, ``None``), or its DDP wrapper, possibly compiled (whose
+    ``no_sync`` gradient accumulation uses)."""
 
     model: AudioJEPA
-    ddp: nn.Module
-    forward: nn.Module
     optimizer: torch.optim.Optimizer
+    forward: nn.Module | None = None
     step: int = 0
+
+    @property
+    def loss_module(self) -> nn.Module:
+        """The module the loss is computed with."""
+        return self.model if self.forward is None else self.forward
 
 
 @dataclass

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ajepa.config import OptimConfig
-from ajepa.models import AudioJEPA
-from ajepa.schedules import RAMPS, linear_schedule, warmup_cosine
+from ajepa.training.config import OptimConfig
+from ajepa.training.model import AudioJEPA
+from ajepa.training.schedules import RAMPS, linear_schedule, warmup_cosine
 
 __all__ = ["StepHyper", "apply_hyperparams", "build_optimizer", "hyperparams_at"]
 
@@ -33,12 +33,14 @@ def hyperparams_at(step: int, optim: OptimConfig, max_steps: int) -> StepHyper:
     """Learning rate (warm-up + cosine), weight decay (linear) and EMA momentum for 0-based ``step``.
 
     The momentum follows ``optim.ema_schedule``: ``linear`` (I-JEPA) or ``cosine`` (BYOL), which holds the
-    momentum near its start for longer and eases into the end value.
+    momentum near its start for longer and eases into the end value; it starts at
+    :meth:`OptimConfig.start_momentum` (``ema_horizon`` ties it to the run's length).
     """
     return StepHyper(
         lr=warmup_cosine(step, max_steps, optim.warmup(max_steps), optim.lr, optim.min_lr, optim.start_lr),
         weight_decay=linear_schedule(step, max_steps, optim.weight_decay, optim.final_weight_decay),
-        momentum=RAMPS[optim.ema_schedule](step, max_steps, optim.ema_momentum, optim.final_ema_momentum),
+        momentum=RAMPS[optim.ema_schedule](step, max_steps, optim.start_momentum(max_steps),
+                                           optim.final_ema_momentum),
     )
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from ajepa import distributed as D
-from ajepa.config import DataConfig, RunConfig
+from ajepa.training import distributed as D
+from ajepa.training.config import DataConfig, RunConfig
 from ajepa.data.dataset import AudioClipDataset, collate_clips, make_loader, single_thread_worker_init
 from ajepa.data.sampler import BatchIndexSampler
 from ajepa.data.streaming import ShardedAudioStream, worker_position
@@ -29,15 +29,15 @@ def build_dataset(data: DataConfig, sample_rate: int, seed: int, info: D.DistInf
                                   world_size=info.world_size, gain_db=data.gain_db, random_crop=data.random_crop)
     return AudioClipDataset(data.root, data.clip_seconds, sample_rate=sample_rate, seed=seed,
                             gain_db=data.gain_db, random_crop=data.random_crop, sampling=data.sampling,
-                            exclude=data.exclude, cache_mb=data.cache_mb)
+                            exclude=data.exclude, cache_mb=data.cache_mb, crops=data.crops_per_item)
 
 
 class RankMaskCollate:
     """Collate one rank's samples and attach that rank's rows of the *global* batch's masks.
 
     The masker draws per-batch shapes and cuts the context to the batch minimum, so masks depend on the batch
-    size. Drawing them for all ``batch_size * world_size`` clips of the global batch and slicing makes a
-    W-process run see exactly the masks of a 1-process run with W times the batch. The output also keeps
+    size. Drawing them for all ``batch_size * world_size`` clips of the global batch (``copies`` rows each) and
+    slicing makes a W-process run see exactly the masks of a 1-process run with W times the batch. The output also keeps
     ``"skipped"`` (unreadable files), which the trainer reports.
     """
 
@@ -46,9 +46,9 @@ class RankMaskCollate:
 
     def __call__(self, samples: list[dict]) -> dict:
         batch = collate_clips(samples)
-        b = len(samples)
+        b = batch["wav"].shape[0]  # clips: samples x crops per item
         masks = self.collator.masks(b * self.world_size, batch["batch_index"])
-        rows = slice(self.rank * b, (self.rank + 1) * b)
+        rows = slice(self.rank * b * masks.copies, (self.rank + 1) * b * masks.copies)
         batch["context_idx"] = masks.context_idx[rows].contiguous()
         batch["target_idx"] = masks.target_idx[rows].contiguous()
         return batch
@@ -81,8 +81,7 @@ class BatchIndexCollate:
     """Collate wrapper that gives each batch of a :class:`ShardedAudioStream` its global ``batch_index``.
 
     ``batch_index = start + (position // batch_size) * num_workers + worker`` (the samples' logical worker):
-    the batch's place in the DataLoader's round-robin output. Adds ``batch["stream"] = {"worker",
-    "num_workers", "position"}`` (the position after the batch) for :meth:`ShardedAudioStream.mark_consumed`.
+    the batch's place in the DataLoader's round-robin output.
     """
 
     def __init__(self, collate_fn: Callable[[list[dict]], dict], batch_size: int, start: int = 0) -> None:
@@ -108,9 +107,7 @@ class BatchIndexCollate:
         batch_index = self.start + (first // self.batch_size) * num_workers + worker
         for sample in samples:
             sample["batch_index"] = batch_index
-        batch = self.collate_fn(samples)
-        batch["stream"] = {"worker": worker, "num_workers": num_workers, "position": first + len(samples)}
-        return batch
+        return self.collate_fn(samples)
 
 
 def assign_batch_index(collate_fn: Callable[[list[dict]], dict], batch_size: int, start: int = 0) -> BatchIndexCollate:

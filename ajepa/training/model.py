@@ -1,4 +1,4 @@
-"""Audio-JEPA: a context encoder, an EMA target encoder and a predictor; the objective says what is predicted."""
+"""The pre-training wrapper: a context encoder, an EMA target encoder and a predictor, trained by an objective."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ajepa.errors import ConfigError
+from ajepa.masking.gather import apply_masks
 from ajepa.models.predictor import Predictor
 from ajepa.models.sizes import EncoderConfig, PredictorConfig
 from ajepa.models.vit import ViTEncoder
@@ -19,16 +20,18 @@ __all__ = ["AudioJEPA"]
 class AudioJEPA(nn.Module):
     """The pre-training model.
 
-    ``forward(tokens (B, N, P), grid, context_idx (B, N_ctx), target_idx (B, K, N_tgt), token_valid (B, N) | None)
+    ``forward(tokens (B, N, P), grid, context_idx (R, N_ctx), target_idx (R, K, N_tgt), token_valid (B, N) | None)
     -> dict`` with ``loss``, ``loss_terms`` (detached, unweighted: ``prediction`` and, with the VICReg terms,
     ``variance`` and ``covariance``), ``target_std`` and ``target_embeddings`` (detached ``(M, D)``).
 
-    The context encoder sees the context tokens; the predictor, with positional mask tokens, predicts the
-    objective's targets at the target positions (:mod:`ajepa.objectives`). For jepa the targets come from the
-    target encoder, an EMA copy of the context encoder that gradients never train and that is always in eval
-    mode; mae has no target encoder (``target_encoder is None``, ``update_target`` is a no-op). The monitors
-    describe the targets for jepa and the context features for mae (``target_embeddings`` is then
-    ``(B * N_ctx, D)``): the representation that could collapse.
+    ``R = B * copies``: the context encoder may see several masked copies of each clip (rows ``i * copies ..``
+    belong to clip ``i``) while the target encoder, an EMA copy of the context encoder that gradients never train
+    and that is always in eval mode, runs once per clip on every token (data2vec 2.0's multi-mask). The objective
+    (:mod:`ajepa.objectives`) turns the target encoder's hidden states, or the patches, into one target per token;
+    this wrapper gathers each copy's target positions, and the predictor, with positional mask tokens, predicts
+    them from the copy's context. mae has no target encoder (``target_encoder is None``, ``update_target`` is a
+    no-op). The monitors describe the targets for the latent objectives and the context features for mae
+    (``target_embeddings`` is then ``(R * N_ctx, D)``): the representation that could collapse.
     """
 
     def __init__(self, encoder: EncoderConfig, predictor: PredictorConfig, objective: ObjectiveConfig) -> None:
@@ -38,10 +41,8 @@ class AudioJEPA(nn.Module):
         self.regulariser = build_regulariser(objective)
         self.context_encoder = ViTEncoder(encoder)
         self.target_encoder: ViTEncoder | None = None
+        self.teacher_layers = self.objective.teacher_layers(encoder.depth)  # raises ConfigError when out of range
         if self.objective.uses_target_encoder:
-            if objective.target_layers > encoder.depth + 1:
-                raise ConfigError(f"objective.target_layers={objective.target_layers} exceeds the encoder's "
-                                  f"{encoder.depth + 1} hidden states (depth {encoder.depth} + the embedding)")
             self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False).eval()
         self.predictor = Predictor(encoder.embed_dim, predictor,
                                    self.objective.output_dim(encoder.embed_dim, encoder.patch_dim))
@@ -52,15 +53,31 @@ class AudioJEPA(nn.Module):
             self.target_encoder.eval()  # no drop-path on targets, whatever the mode of the rest
         return self
 
+    @torch.no_grad()
+    def targets(self, tokens: Tensor, grid: tuple[int, int], token_valid: Tensor | None) -> Tensor:
+        """The objective's target for every token of every clip, ``(B, N, D|P)``: one target-encoder pass."""
+        teacher = None
+        if self.target_encoder is not None:
+            teacher = self.target_encoder.forward_intermediates(tokens, grid, self.teacher_layers,
+                                                                norm=self.objective.teacher_norm)
+        return self.objective.target_tokens(tokens, teacher, token_valid)
+
     def forward(self, tokens: Tensor, grid: tuple[int, int], context_idx: Tensor,
                 target_idx: Tensor, token_valid: Tensor | None = None) -> dict[str, Tensor]:
         """``token_valid`` (B, N) bool marks tokens that hold audio (not zero-padding); targets outside it do not
         count in the loss, so a model is never trained to predict the padding of short clips."""
-        assert context_idx.dim() == 2 and target_idx.dim() == 3, (
-            f"expected context_idx (B, N_ctx) and target_idx (B, K, N_tgt), got "
-            f"{tuple(context_idx.shape)} and {tuple(target_idx.shape)}")
-        with torch.no_grad():
-            targets = self.objective.targets(tokens, grid, target_idx, self.target_encoder)  # (B, K, N_tgt, D|P)
+        b = tokens.shape[0]
+        if context_idx.dim() != 2 or target_idx.dim() != 3 or context_idx.shape[0] != target_idx.shape[0] \
+                or context_idx.shape[0] % b:
+            raise ConfigError(f"expected context_idx (B * copies, N_ctx) and target_idx (B * copies, K, N_tgt) for "
+                              f"B={b}, got {tuple(context_idx.shape)} and {tuple(target_idx.shape)}")
+        copies = context_idx.shape[0] // b
+        per_token = self.targets(tokens, grid, token_valid)
+        if copies > 1:  # each clip's copies read the one teacher pass
+            tokens = tokens.repeat_interleave(copies, dim=0)
+            per_token = per_token.repeat_interleave(copies, dim=0)
+            token_valid = None if token_valid is None else token_valid.repeat_interleave(copies, dim=0)
+        targets = apply_masks(per_token, target_idx)  # (R, K, N_tgt, D|P)
         z = self.context_encoder(tokens, grid, keep_idx=context_idx)
         pred = self.predictor(z, context_idx, target_idx, grid)
         weight = None if token_valid is None else token_valid.gather(1, target_idx.flatten(1)).view_as(target_idx)

@@ -2,12 +2,12 @@
 
 An export is ``<folder>/model.safetensors`` + ``<folder>/config.json`` (or ``<name>.safetensors`` + ``<name>.json``).
 The weights are one encoder's ``state_dict`` with ``ViTEncoder``'s keys, stored as float32, float16 or int8
-(:mod:`ajepa.quantization`: per-channel scales beside the int8 matrices; read back as float32). ``config.json`` holds
+(:mod:`ajepa.inference.quantization`: per-channel scales beside the int8 matrices; read back as float32). ``config.json`` holds
 ``format`` (``"ajepa-encoder"``), ``version`` (1), ``frontend`` (``FrontendConfig``, with the training data's
 normalisation statistics), ``encoder`` (``EncoderConfig``), ``sample_rate``, ``clip_seconds``, ``source_encoder``
 (``"target"``, ``"context"`` or ``"random"``) and ``readout`` (``{"pooling", "average_layers"}``, the model's
 recommended read-out; absent in exports written before it was recorded, which then get
-:data:`LEGACY_READOUT`). A training checkpoint (``ajepa.checkpoint``) holds the whole model's ``state_dict`` under
+:data:`ajepa.inference.readout.LEGACY_READOUT`). A training checkpoint (``ajepa.checkpoint``) holds the whole model's ``state_dict`` under
 ``model`` (``context_encoder.*``, ``target_encoder.*``, ``predictor.*``) and the run's config; either encoder can
 be read out of it. Writing and reading are both validated: a file that does not describe a working encoder fails
 with :class:`ajepa.errors.CheckpointError`, never later. ``python -m ajepa export`` writes exports
@@ -29,23 +29,19 @@ from torch import Tensor
 from ajepa.checkpoint import load_checkpoint
 from ajepa.io import atomic_write
 from ajepa.errors import CheckpointError, ConfigError
+from ajepa.features.audio import MAX_CLIP_SECONDS
 from ajepa.features.logmel import FrontendConfig
-from ajepa.inference.pooling import AVERAGE_ALL, CLIP_POOLINGS
+from ajepa.inference.readout import Readout
 from ajepa.models.sizes import EncoderConfig
-from ajepa.quantization import dequantize_int8, quantize_int8
+from ajepa.inference.quantization import dequantize_int8, quantize_int8
 
-__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "LEGACY_READOUT", "RECOMMENDED_READOUT", "WEIGHTS_DTYPES",
-           "WEIGHTS_NAME", "export_paths", "read_export", "read_training_checkpoint", "write_export"]
+__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "WEIGHTS_DTYPES", "WEIGHTS_NAME", "check_weights",
+           "export_paths", "parse_model_settings", "read_export", "read_training_checkpoint", "write_export"]
 
 EXPORT_FORMAT = "ajepa-encoder"
 EXPORT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-# Each time column's frequency tokens concatenated, mean and std over time, of the mean of every hidden state:
-# 5 to 24 probe points above mean pooling of the last block for every encoder trained here (docs/RESULTS.md).
-RECOMMENDED_READOUT: dict[str, Any] = {"pooling": "freqcat+std", "average_layers": "all"}
-# What a model file without a recorded read-out (exports before it was recorded, training checkpoints) gets.
-LEGACY_READOUT: dict[str, Any] = {"pooling": "mean", "average_layers": 1}
 # How an export may store its weights; all of them load as float32.
 WEIGHTS_DTYPES = ("float32", "float16", "int8")
 
@@ -63,7 +59,7 @@ def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os
     """Write ``state`` as safetensors and ``config`` as JSON (each atomically); return the weights path.
 
     ``weights_dtype`` (one of :data:`WEIGHTS_DTYPES`): ``"float16"`` halves the file; ``"int8"`` quarters it
-    (per-channel int8 matrices, float16 vectors; :mod:`ajepa.quantization`). Loading computes in float32 either way.
+    (per-channel int8 matrices, float16 vectors; :mod:`ajepa.inference.quantization`). Loading computes in float32 either way.
     """
     from safetensors.torch import save_file
 
@@ -117,7 +113,7 @@ def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, A
     source = raw.get("source_encoder", "target")
     if source not in ("target", "context", "random"):
         raise CheckpointError(f"{cfg_path}: source_encoder must be 'target', 'context' or 'random', got {source!r}")
-    cfg = _parse_config(raw, cfg_path, source)
+    cfg = parse_model_settings(raw, cfg_path, source)
     cfg["readout"] = _parse_readout(raw.get("readout"), cfg_path)
     if raw.get("sample_rate") is not None and raw["sample_rate"] != cfg["frontend"].sample_rate:
         raise CheckpointError(f"{cfg_path}: sample_rate {raw['sample_rate']} disagrees with frontend.sample_rate "
@@ -152,34 +148,44 @@ def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
         raise CheckpointError(f"{path}: checkpoint has no {encoder}_encoder.* weights ({held})")
     prefix = f"{encoder}_encoder."
     state = {k[len(prefix):]: v for k, v in model.items() if isinstance(k, str) and k.startswith(prefix)}
-    cfg = _parse_config(ckpt, path, encoder)
+    cfg = parse_model_settings(_model_settings(ckpt), path, encoder)
     cfg["readout"] = None
     return state, cfg
 
 
-def _parse_readout(raw: Any, where: Path) -> dict[str, Any] | None:
-    """The recorded read-out ``{"pooling", "average_layers"}``, or ``None`` for an export that records none."""
+def _model_settings(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """``frontend``, ``encoder`` and ``clip_seconds`` of a training checkpoint, read from its run config
+    (checkpoints written before the config was their one source also hold them at the top level)."""
+    config = ckpt.get("config")
+    if not isinstance(config, dict) or "frontend" not in config:
+        return ckpt
+    model, data = config.get("model"), config.get("data")
+    return {"frontend": config.get("frontend"), "encoder": model.get("encoder") if isinstance(model, dict) else None,
+            "clip_seconds": data.get("clip_seconds") if isinstance(data, dict) else None}
+
+
+def _parse_readout(raw: Any, where: Path) -> Readout | None:
+    """The recorded read-out, or ``None`` for an export that records none."""
     if raw is None:
         return None
-    if not isinstance(raw, dict) or set(raw) != {"pooling", "average_layers"}:
-        raise CheckpointError(f"{where}: 'readout' must be a mapping with pooling and average_layers, got {raw!r}")
-    layers = raw["average_layers"]
-    if raw["pooling"] not in CLIP_POOLINGS or not (
-            layers == AVERAGE_ALL or (isinstance(layers, int) and not isinstance(layers, bool) and layers >= 1)):
-        raise CheckpointError(f"{where}: invalid readout {raw!r} (pooling one of {CLIP_POOLINGS}, average_layers a "
-                              f"positive int or {AVERAGE_ALL!r})")
-    return dict(raw)
+    try:
+        return Readout.from_config(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: invalid readout ({exc})") from None
 
 
-def _parse_config(raw: dict[str, Any], where: Path, source: str) -> dict[str, Any]:
+def parse_model_settings(raw: dict[str, Any], where: Path, source: str = "target") -> dict[str, Any]:
+    """``frontend`` (FrontendConfig), ``encoder`` (EncoderConfig), ``clip_seconds`` and ``source_encoder`` of a
+    model file's config, each checked against its bounds before anything is built (CheckpointError naming it)."""
     frontend = _dataclass_from(FrontendConfig, raw.get("frontend"), "frontend", where,
                                required=("sample_rate", "n_mels", "norm_mean", "norm_std"))
     encoder = _dataclass_from(EncoderConfig, raw.get("encoder"), "encoder", where,
                               required=("embed_dim", "depth", "num_heads", "patch"))
     clip_seconds = raw.get("clip_seconds")
     if (not isinstance(clip_seconds, (int, float)) or isinstance(clip_seconds, bool)
-            or not math.isfinite(clip_seconds) or clip_seconds <= 0):
-        raise CheckpointError(f"{where}: clip_seconds must be a positive number, got {clip_seconds!r}")
+            or not math.isfinite(clip_seconds) or not 0 < clip_seconds <= MAX_CLIP_SECONDS):
+        raise CheckpointError(f"{where}: clip_seconds must be a number in (0, {MAX_CLIP_SECONDS:g}], "
+                              f"got {clip_seconds!r}")
     return {"frontend": frontend, "encoder": encoder, "clip_seconds": float(clip_seconds), "source_encoder": source}
 
 
@@ -209,3 +215,25 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         return dequantize_int8(tensors)
     except ValueError as exc:
         raise CheckpointError(f"{path}: inconsistent int8 weights ({exc})") from None
+
+
+def check_weights(expected: dict[str, Tensor], state: dict[str, Any], where: str | os.PathLike) -> None:
+    """``state`` has exactly ``expected``'s names and shapes (take ``expected`` from a module built on the meta
+    device: shapes without memory), float tensors where the model has them, all finite; else a CheckpointError
+    naming the first that is not."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: weights do not match the configured model "
+            f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
+        )
+    for key, ref in expected.items():
+        got = state[key]
+        if not isinstance(got, Tensor) or tuple(got.shape) != tuple(ref.shape):
+            shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+            raise CheckpointError(f"{where}: weight {key!r} has shape {shape}, the config needs {tuple(ref.shape)}")
+        if got.is_floating_point() != ref.is_floating_point():
+            raise CheckpointError(f"{where}: weight {key!r} has dtype {got.dtype}, the model needs {ref.dtype}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise CheckpointError(f"{where}: weight {key!r} holds NaN or infinite values; the model is damaged")

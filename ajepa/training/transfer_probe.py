@@ -19,34 +19,13 @@ import numpy as np
 import torch
 
 from ajepa.errors import ConfigError
+from ajepa.training.config import ProbeConfig
 from ajepa.features.audio import load_audio
 from ajepa.features.logmel import LogMelFrontend
 from ajepa.inference import Embedder
-from ajepa.inference.pooling import check_pooling
 from ajepa.models import ViTEncoder
 
-__all__ = ["ProbeConfig", "ProbeSet", "TransferProbe", "read_probe_manifest"]
-
-
-@dataclass
-class ProbeConfig:
-    """``trainer.probe`` (``configs/trainer/default.yaml``); no ``manifest`` means no probe."""
-
-    manifest: str | None = None
-    every: int = 400
-    max_clips: int = 400
-    folds: int = 3
-    pooling: str = "freqcat+std"
-    average_layers: int | str = "all"
-
-    def __post_init__(self) -> None:
-        if self.every < 1 or self.max_clips < 2 or self.folds < 2:
-            raise ConfigError(f"trainer.probe needs every >= 1, max_clips >= 2 and folds >= 2, got {self.every}, "
-                              f"{self.max_clips} and {self.folds}")
-        try:
-            check_pooling(self.pooling)
-        except ValueError as e:
-            raise ConfigError(f"trainer.probe.pooling: {e}") from None
+__all__ = ["ProbeSet", "TransferProbe", "read_probe_manifest"]
 
 
 @dataclass

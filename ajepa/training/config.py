@@ -13,15 +13,17 @@ from typing import Any
 
 from ajepa.data.dataset import SAMPLINGS
 from ajepa.errors import ConfigError
+from ajepa.features.audio import MAX_CLIP_SECONDS
 from ajepa.features.logmel import FrontendConfig
+from ajepa.inference.readout import check_pooling
 from ajepa.masking import MaskingConfig
 from ajepa.models import EncoderConfig, PredictorConfig
 from ajepa.objectives import ObjectiveConfig
-from ajepa.schedules import RAMPS
-from ajepa.transfer_probe import ProbeConfig
+from ajepa.training.schedules import RAMPS
+from ajepa.validation import check_fields, check_range
 
 __all__ = [
-    "CollapseConfig", "DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainerConfig",
+    "CollapseConfig", "DataConfig", "ModelConfig", "OptimConfig", "ProbeConfig", "RunConfig", "TrainerConfig",
     "run_config_from_dict",
 ]
 
@@ -45,8 +47,11 @@ class DataConfig:
     shuffle_buffer: int = 1000
     exclude: tuple[str, ...] = ()
     cache_mb: float = 0.0
+    crops_per_item: int = 1
 
     def __post_init__(self) -> None:
+        check_fields(self, "data")
+        check_range("data.clip_seconds", self.clip_seconds, 0.01, MAX_CLIP_SECONDS)
         if self.root is not None and self.source == "synthetic":
             # The one-override promise: `data.root=...` alone means "train on these files".
             self.source = "folder"
@@ -69,6 +74,11 @@ class DataConfig:
             raise ConfigError(f"data.cache_mb must be >= 0, got {self.cache_mb}")
         if self.cache_mb and self.source != "folder":
             raise ConfigError(f"data.cache_mb needs the folder source, not {self.source!r}")
+        if isinstance(self.crops_per_item, bool) or not isinstance(self.crops_per_item, int) \
+                or self.crops_per_item < 1:
+            raise ConfigError(f"data.crops_per_item must be an int >= 1, got {self.crops_per_item!r}")
+        if self.crops_per_item > 1 and self.source != "folder":
+            raise ConfigError(f"data.crops_per_item needs the folder source, not {self.source!r}")
         if self.exclude and self.source != "folder":
             raise ConfigError(f"data.exclude needs the folder source (a folder or manifest), not {self.source!r}")
 
@@ -90,16 +100,44 @@ class OptimConfig:
     ema_momentum: float = 0.996
     final_ema_momentum: float = 1.0
     ema_schedule: str = "linear"
+    ema_horizon: float | None = None
     fused: str | bool = "auto"
 
     def __post_init__(self) -> None:
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        check_fields(self, "optim")
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        for name in ("start_lr", "min_lr", "weight_decay", "final_weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if self.eps <= 0:
+            raise ConfigError(f"optim.eps must be > 0, got {self.eps}")
+        check_range("optim.ema_momentum", self.ema_momentum, 0.0, 1.0)
+        check_range("optim.final_ema_momentum", self.final_ema_momentum, 0.0, 1.0)
+        try:
+            b1, b2 = (float(b) for b in self.betas)
+        except (TypeError, ValueError):
+            raise ConfigError(f"optim.betas must be two numbers, got {self.betas!r}") from None
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ConfigError(f"optim.betas must be in [0, 1), got {self.betas!r}")
+        self.betas = (b1, b2)
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.fused not in ("auto", True, False):
             raise ConfigError(f"optim.fused must be auto, true or false, got {self.fused!r}")
         if self.ema_schedule not in RAMPS:
             raise ConfigError(f"optim.ema_schedule must be one of {sorted(RAMPS)}, got {self.ema_schedule!r}")
         if not 0.0 <= self.warmup_fraction <= 1.0:
             raise ConfigError(f"optim.warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+        if self.ema_horizon is not None and not 0.0 < float(self.ema_horizon) <= 1.0:
+            raise ConfigError(f"optim.ema_horizon must be a fraction of the run in (0, 1], got {self.ema_horizon}")
+
+    def start_momentum(self, max_steps: int) -> float:
+        """The EMA momentum at step 0: ``ema_momentum``, or with ``ema_horizon`` the momentum whose averaging
+        horizon ``1 / (1 - m)`` is that fraction of the run (0.16 of 1,600 steps is 0.996, the recipe's)."""
+        if self.ema_horizon is None:
+            return self.ema_momentum
+        return 1.0 - 1.0 / max(1.0, self.ema_horizon * max_steps)
 
     def warmup(self, max_steps: int) -> int:
         """Warm-up length in steps."""
@@ -109,12 +147,37 @@ class OptimConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """``trainer.probe`` (``configs/trainer/default.yaml``); no ``manifest`` means no probe."""
+
+    manifest: str | None = None
+    every: int = 400
+    max_clips: int = 400
+    folds: int = 3
+    pooling: str = "freqcat+std"
+    average_layers: int | str = "all"
+
+    def __post_init__(self) -> None:
+        check_fields(self, "trainer.probe")
+        if self.every < 1 or self.max_clips < 2 or self.folds < 2:
+            raise ConfigError(f"trainer.probe needs every >= 1, max_clips >= 2 and folds >= 2, got {self.every}, "
+                              f"{self.max_clips} and {self.folds}")
+        try:
+            check_pooling(self.pooling)
+        except ValueError as e:
+            raise ConfigError(f"trainer.probe.pooling: {e}") from None
+
+
+@dataclass
 class CollapseConfig:
-    """Settings of :class:`ajepa.monitors.CollapseGuard`."""
+    """Settings of :class:`ajepa.training.monitors.CollapseGuard`."""
 
     threshold: float = 1.5
     patience: int = 20
     abort: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self, "trainer.collapse")
 
 
 @dataclass
@@ -138,6 +201,7 @@ class TrainerConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def __post_init__(self) -> None:
+        check_fields(self, "trainer")
         if isinstance(self.collapse, Mapping):
             self.collapse = _build(CollapseConfig, "trainer.collapse", self.collapse)
         if isinstance(self.probe, Mapping):
@@ -171,6 +235,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool | str = False
+    overwrite: bool = False
 
 
 def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
@@ -210,4 +275,11 @@ def run_config_from_dict(cfg: Mapping[str, Any]) -> RunConfig:
         seed=int(cfg.get("seed", 0)),
         device=str(cfg.get("device", "auto")),
         resume=cfg.get("resume", False),
+        overwrite=_flag("overwrite", cfg.get("overwrite", False)),
     )
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value

@@ -1,4 +1,4 @@
-"""Context / target masks on the (F_p, T_p) patch grid.
+"""I-JEPA-style block masks: target blocks, and the context left around them, on the (F_p, T_p) patch grid.
 
 Token order is time-major (``n = t * F_p + f``), so every mask here is built as a ``(B, T_p, F_p)``
 boolean grid and flattened.
@@ -34,73 +34,14 @@ subset (never by truncation, which would bias against the end of the clip).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ajepa.errors import ConfigError
-from ajepa.seeding import seed_from
+from ajepa.masking.config import BLOCK_STRATEGIES, MaskingConfig, Masks
 
-__all__ = [
-    "STRATEGIES",
-    "MaskingConfig",
-    "Masks",
-    "TimeFrequencyBlockMasker",
-    "curriculum_probability",
-    "MaskCollator",
-    "batch_seed",
-]
-
-STRATEGIES = ("multiblock", "time", "frequency", "curriculum")
-
-
-@dataclass
-class MaskingConfig:
-    """How targets and context are drawn on the patch grid (see the module docstring)."""
-
-    strategy: str = "multiblock"  # multiblock | time | frequency | curriculum
-    num_targets: int = 4
-    target_scale: tuple[float, float] = (0.15, 0.2)  # fraction of the grid per target block
-    target_aspect: tuple[float, float] = (0.75, 1.5)  # height(freq)/width(time), sampled log-uniformly
-    context_scale: tuple[float, float] = (0.85, 1.0)
-    min_context: int = 10  # tokens; fewer is never returned (at least 1 is always kept)
-    curriculum_c0: float = 0.5  # A-JEPA: p(s) = min(1, sqrt(s(1-c0^2)/S) + c0^2)
-    curriculum_steps: int = 10000  # S
-
-    def __post_init__(self) -> None:
-        # Hydra / YAML hand over lists; tuples keep the config hashable and comparable.
-        self.target_scale = _range("target_scale", self.target_scale, upper=1.0)
-        self.target_aspect = _range("target_aspect", self.target_aspect, upper=math.inf)
-        self.context_scale = _range("context_scale", self.context_scale, upper=1.0)
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"masking strategy {self.strategy!r} is not one of {STRATEGIES}")
-        if int(self.num_targets) < 1:
-            raise ConfigError(f"num_targets must be >= 1, got {self.num_targets}")
-        if int(self.min_context) < 0:
-            raise ConfigError(f"min_context must be >= 0, got {self.min_context}")
-        if not 0.0 <= float(self.curriculum_c0) <= 1.0:
-            raise ConfigError(f"curriculum_c0 must be in [0, 1], got {self.curriculum_c0}")
-        if int(self.curriculum_steps) < 1:
-            raise ConfigError(f"curriculum_steps must be >= 1, got {self.curriculum_steps}")
-
-
-def _range(name: str, value, upper: float) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a pair (low, high), got {value!r}") from None
-    if not (0.0 < lo <= hi <= upper):
-        raise ConfigError(f"{name} must satisfy 0 < low <= high <= {upper}, got {value!r}")
-    return lo, hi
-
-
-@dataclass
-class Masks:
-    """Index masks into the time-major token order."""
-
-    context_idx: Tensor  # (B, N_ctx) int64, sorted, same N_ctx for every sample
-    target_idx: Tensor  # (B, K, N_tgt) int64, sorted per block, same N_tgt for every block and sample
+__all__ = ["TimeFrequencyBlockMasker", "curriculum_probability", "random_equal_subset", "rect_mask"]
 
 
 def curriculum_probability(step: int, total_steps: int, c0: float) -> float:
@@ -158,6 +99,9 @@ class TimeFrequencyBlockMasker:
         n_f, n_t = (int(g) for g in grid)
         if n_f < 1 or n_t < 1:
             raise ConfigError(f"patch grid must be at least 1 x 1, got {tuple(grid)}")
+        if cfg.strategy not in BLOCK_STRATEGIES:
+            raise ConfigError(f"masking strategy {cfg.strategy!r} is not a block strategy {BLOCK_STRATEGIES}; "
+                              "ajepa.masking.build_masker picks the masker of any strategy")
         self.cfg = cfg
         self.grid = (n_f, n_t)
         self.num_tokens = n_f * n_t
@@ -176,6 +120,12 @@ class TimeFrequencyBlockMasker:
                     f"context tokens need {smallest[name] + self.min_context} tokens, but the grid "
                     f"has {self.num_tokens}. Use longer clips, a smaller min_context or another strategy."
                 )
+            # Targets may overlap, but more than twice the grid's worth of them is a typo that costs hours.
+            if int(cfg.num_targets) * smallest[name] > 2 * self.num_tokens:
+                raise ConfigError(
+                    f"masking.num_targets={cfg.num_targets} blocks of at least {smallest[name]} token(s) each "
+                    f"({name!r}) would cover a {n_f} x {n_t} patch grid of {self.num_tokens} tokens more than twice; "
+                    f"use at most {2 * self.num_tokens // smallest[name]} targets, longer clips or another strategy.")
 
     def __call__(self, batch_size: int, generator: torch.Generator, step: int = 0) -> Masks:
         if batch_size < 1:
@@ -184,7 +134,7 @@ class TimeFrequencyBlockMasker:
         h, w = self._target_shape(strategy, generator)
         hc, wc = self._context_shape(generator)
         target_idx, context = self._place(batch_size, (h, w), (hc, wc), generator)
-        return Masks(context_idx=_random_equal_subset(context, generator), target_idx=target_idx)
+        return Masks(context_idx=random_equal_subset(context, generator), target_idx=target_idx)
 
     def _pick_strategy(self, generator: torch.Generator, step: int) -> str:
         cfg = self.cfg
@@ -239,7 +189,7 @@ class TimeFrequencyBlockMasker:
             if c_top is None:
                 ctx = torch.ones(start.shape[0], self.num_tokens, dtype=torch.bool)
             else:
-                ctx = _rect_mask(c_top, c_left, ctx_shape, self.grid)
+                ctx = rect_mask(c_top, c_left, ctx_shape, self.grid)
             targets = (start.unsqueeze(-1) + offsets).flatten(1)
             return ctx.scatter_(1, targets, False)
 
@@ -269,7 +219,7 @@ class TimeFrequencyBlockMasker:
         return start.unsqueeze(-1) + offsets, context
 
 
-def _rect_mask(top: Tensor, left: Tensor, shape: tuple[int, int], grid: tuple[int, int]) -> Tensor:
+def rect_mask(top: Tensor, left: Tensor, shape: tuple[int, int], grid: tuple[int, int]) -> Tensor:
     """(b,) top rows and left columns of ``shape`` rectangles -> (b, F_p*T_p) time-major mask."""
     n_f, n_t = grid
     f = torch.arange(n_f)
@@ -279,32 +229,10 @@ def _rect_mask(top: Tensor, left: Tensor, shape: tuple[int, int], grid: tuple[in
     return (cols.unsqueeze(2) & rows.unsqueeze(1)).flatten(1)
 
 
-def _random_equal_subset(mask: Tensor, generator: torch.Generator) -> Tensor:
+def random_equal_subset(mask: Tensor, generator: torch.Generator) -> Tensor:
     """(B, N) bool -> (B, M) sorted indices: a uniform random subset of each row's True cells,
     with M the smallest row count, so rows stack without biasing which cells survive."""
     keep = int(mask.sum(1).min())
     keys = torch.rand(mask.shape, generator=generator)
     keys.masked_fill_(~mask, 2.0)  # rand is in [0, 1): masked-out cells are never among the smallest
     return keys.topk(keep, dim=1, largest=False, sorted=False).indices.sort(dim=1).values
-
-
-def batch_seed(seed: int, batch_index: int) -> int:
-    """A 64-bit generator seed that is a hash of (seed, batch_index), free of the collisions of
-    ``seed * c + batch_index`` between neighbouring seeds."""
-    return seed_from(seed, batch_index, bits=64)
-
-
-class MaskCollator:
-    """The masks of each training batch: a pure function of ``(seed, batch_index)``, so they do not depend on
-    ``num_workers`` or resume; the curriculum step is the batch index. :class:`ajepa.data.loader.RankMaskCollate`
-    attaches them to collated clips."""
-
-    def __init__(self, cfg: MaskingConfig, grid: tuple[int, int], seed: int) -> None:
-        self.masker = TimeFrequencyBlockMasker(cfg, grid)
-        self.seed = int(seed)
-        batch_seed(self.seed, 0)  # reject a negative seed now, not in a worker
-
-    def masks(self, batch_size: int, batch_index: int) -> Masks:
-        """The masks ``context_idx (B, N_ctx)``, ``target_idx (B, K, N_tgt)`` of batch ``batch_index``."""
-        generator = torch.Generator().manual_seed(batch_seed(self.seed, batch_index))
-        return self.masker(batch_size, generator, step=batch_index)

@@ -6,6 +6,7 @@ global pyplot state or needs a display.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -180,11 +181,9 @@ def plot_masks(spec: torch.Tensor, grid: tuple[int, int], patch: tuple[int, int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ajepa.plots KEY[,KEY...] OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]``: compare runs' logged
+    """``python -m ajepa.training.plots KEY[,KEY...] OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]``: compare runs' logged
     metrics (several comma-separated keys draw a line per key and run)."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m ajepa.plots", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m ajepa.training.plots", description=main.__doc__)
     p.add_argument("key", help="a metrics.jsonl field, e.g. loss or effective_rank; or several, comma-separated")
     p.add_argument("out", help="PNG to write")
     p.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (a folder holding metrics.jsonl)")

@@ -1,0 +1,122 @@
+"""The objectives take tensors; the multi-mask data2vec 2.0 / EAT mode: targets, one teacher pass, training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ajepa.masking import MaskCollator, MaskingConfig
+from ajepa.models import ENCODER_SIZES, PredictorConfig
+from ajepa.objectives import ObjectiveConfig, build_objective, centre_per_position, instance_norm
+from ajepa.train import compose_config
+from ajepa.training.loop import train
+from ajepa.training.model import AudioJEPA
+
+ENCODER = replace(ENCODER_SIZES["mini"], embed_dim=32, depth=3, num_heads=2)
+PREDICTOR = PredictorConfig(embed_dim=16, depth=1, num_heads=2)
+GRID = (8, 6)
+N = GRID[0] * GRID[1]
+TINY = ["model.encoder.depth=2", "model.encoder.embed_dim=32", "model.encoder.num_heads=2",
+        "model.predictor.depth=1", "model.predictor.embed_dim=16", "model.predictor.num_heads=2",
+        "data.batch_size=4", "data.num_workers=0", "data.synthetic_size=64", "trainer.log_every=1",
+        "trainer.progress=false", "trainer.tensorboard=false", "trainer.plots=false", "trainer.cpu_threads=1"]
+MULTIMASK = ["objective=data2vec", "masking=inverse", "masking.copies=4"]
+
+
+def test_instance_norm_uses_only_valid_tokens() -> None:
+    h = torch.randn(2, 10, 4) * 3 + 5
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    valid[1, 6:] = False
+    h[1, 6:] = 1e4  # padding: must not move the statistics of clip 1
+    out = instance_norm(h, valid)
+    for b, n in ((0, 10), (1, 6)):
+        assert torch.allclose(out[b, :n].mean(0), torch.zeros(4), atol=1e-5)
+        assert torch.allclose(out[b, :n].var(0, unbiased=False), torch.ones(4), atol=1e-3)
+    torch.testing.assert_close(instance_norm(h[:1]), instance_norm(h[:1], valid[:1]))
+
+
+def test_centring_per_position_removes_what_the_position_predicts() -> None:
+    position = torch.randn(1, N, 8)
+    h = position + 0.1 * torch.randn(16, N, 8)
+    centred = centre_per_position(h)
+    assert torch.allclose(centred.mean(0), torch.zeros(N, 8), atol=1e-6)
+    valid = torch.ones(16, N, dtype=torch.bool)
+    valid[8:, N // 2:] = False  # half the clips are padded in the second half of the grid
+    weighted = centre_per_position(h, valid)
+    assert torch.allclose(weighted[:, : N // 2].mean(0), torch.zeros(N // 2, 8), atol=1e-6)
+    assert torch.allclose(weighted[:8, N // 2:].mean(0), torch.zeros(N - N // 2, 8), atol=1e-6)
+
+
+def test_data2vec_targets_are_the_mean_of_instance_normalised_top_blocks() -> None:
+    objective = build_objective(ObjectiveConfig(name="data2vec", target_layers=2))
+    assert objective.teacher_layers(3) == [2, 3] and not objective.teacher_norm
+    assert build_objective(ObjectiveConfig(name="data2vec")).teacher_layers(3) == [1, 2, 3]  # every block
+    states = [torch.randn(2, N, 8) for _ in range(2)]
+    expected = (instance_norm(states[0]) + instance_norm(states[1])) / 2
+    torch.testing.assert_close(objective.target_tokens(torch.zeros(2, N, 256), states, None), expected)
+    with pytest.raises(Exception, match="target_layers"):
+        build_objective(ObjectiveConfig(name="data2vec", target_layers=4)).teacher_layers(3)
+
+
+def test_the_teacher_runs_once_per_clip_and_every_copy_reads_it(monkeypatch) -> None:
+    torch.manual_seed(0)
+    model = AudioJEPA(ENCODER, PREDICTOR, ObjectiveConfig(name="data2vec"))
+    b, copies = 3, 4
+    masks = MaskCollator(MaskingConfig(strategy="inverse", copies=copies), GRID, seed=0).masks(b, 0)
+    tokens = torch.randn(b, N, ENCODER.patch_dim)
+    calls: list[tuple[int, ...]] = []
+    teacher_forward = model.target_encoder.forward_intermediates
+
+    def counted(x, *args, **kwargs):
+        calls.append(tuple(x.shape))
+        return teacher_forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(model.target_encoder, "forward_intermediates", counted)
+    out = model(tokens, GRID, masks.context_idx, masks.target_idx)
+    assert calls == [(b, N, ENCODER.patch_dim)]  # one pass over the B clips, not B * copies
+    assert torch.isfinite(out["loss"])
+    # Predicting every masked token of every copy: R * (N - keep) target embeddings are monitored.
+    assert out["target_embeddings"].shape == (b * copies * masks.target_idx.shape[-1], ENCODER.embed_dim)
+    # The targets each copy regresses are the clip's one set of teacher targets at the copy's masked cells.
+    per_clip = model.targets(tokens, GRID, None)
+    row = 5  # clip 1, copy 1
+    torch.testing.assert_close(per_clip[row // copies][masks.target_idx[row, 0]],
+                               model.targets(tokens[row // copies:row // copies + 1], GRID, None)[0][
+                                   masks.target_idx[row, 0]])
+
+
+def test_copies_must_divide_the_mask_rows() -> None:
+    model = AudioJEPA(ENCODER, PREDICTOR, ObjectiveConfig(name="data2vec"))
+    masks = MaskCollator(MaskingConfig(strategy="inverse", copies=2), GRID, seed=0).masks(3, 0)
+    with pytest.raises(Exception, match="B \\* copies"):
+        model(torch.randn(4, N, ENCODER.patch_dim), GRID, masks.context_idx, masks.target_idx)
+
+
+def test_multimask_loss_falls_on_the_synthetic_data(tmp_path) -> None:
+    result = train(compose_config([*TINY, *MULTIMASK, "trainer.max_steps=40", "optim.lr=3e-3",
+                                   "optim.warmup_steps=5"]), tmp_path)
+    losses = [r["loss"] for r in result.records]
+    assert all(map(torch.isfinite, torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5  # about 0.72x in 40 steps
+
+
+def test_multimask_run_resumes_exactly(tmp_path) -> None:
+    args = [*TINY, *MULTIMASK, "trainer.max_steps=4", "trainer.checkpoint_every=2",
+            "trainer.keep_step_checkpoints=true"]
+    full = train(compose_config(args), tmp_path / "full")
+    step2 = tmp_path / "full" / "checkpoints" / "step_000002.pt"
+    resumed = train(compose_config([*args, f"resume={step2}"]), tmp_path / "resumed")
+    assert [r["loss"] for r in resumed.records] == [r["loss"] for r in full.records][2:]
+
+
+def test_position_centring_changes_the_targets_not_their_shape() -> None:
+    torch.manual_seed(0)
+    plain = AudioJEPA(ENCODER, PREDICTOR, ObjectiveConfig())
+    centred = AudioJEPA(ENCODER, PREDICTOR, ObjectiveConfig(position_centring=True))
+    centred.load_state_dict(plain.state_dict())
+    tokens = torch.randn(6, N, ENCODER.patch_dim)
+    a, b = plain.targets(tokens, GRID, None), centred.targets(tokens, GRID, None)
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    torch.testing.assert_close(b, a - a.mean(0, keepdim=True))
