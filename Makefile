@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/recipe_step.py --data ../shared/data
 	$(PY) bench/embed.py
 
-# The shipped default encoder (docs/MODEL_CARD.md): the cpu15 recipe on the shared corpus, seed 0, exported in
+# The shipped default encoder (ajepa/pretrained/default/README.md): the cpu15 recipe on the shared corpus, seed 0, exported in
 # int8 (per-channel scales; under 2 MiB) with its recommended read-out into the package. About 6 minutes on 2 CPU cores.
 DEFAULT_RUN := runs/default_model
 default-model: $(STAMP)

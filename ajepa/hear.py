@@ -148,3 +148,34 @@ def _features(audio: Tensor, model: HearModel, pooling: str | None = None) -> li
     # Equal-length rows give equal numbers of frames, so the results stack.
     return list(model.embedder.iter_features(iter(audio), batch_size=model.batch_size,
                                              pooling=pooling or model.embedder.pooling))
+
+
+def validate_main(argv: list[str] | None = None) -> int:
+    """``ajepa hear-validate [MODEL] [--device cpu]`` / ``python -m ajepa.hear validate``: the HEAR 2021 validator
+    on this module and MODEL (default: ``$AJEPA_MODEL``, else the shipped default model).
+
+    torch is imported before the validator pulls in TensorFlow: the other order crashes the process on some
+    machines, which is why ``hear-validator ajepa.hear`` typed by hand can segfault.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(prog="ajepa hear-validate", description=validate_main.__doc__.split("\n\n")[0])
+    p.add_argument("model", nargs="?", default="", help="exported model or checkpoint (default: the shipped one)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    from ajepa.extras import require
+
+    require("tensorflow", "hear", "tensorflow-cpu")
+    validate = require("hearvalidator.validate", "hear", "hearvalidator")
+    validate.ValidateModel("ajepa.hear", args.model, device=args.device)()
+    print("ajepa.hear passes the HEAR 2021 validator")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["validate"]:
+        print("usage: python -m ajepa.hear validate [MODEL] [--device cpu]", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(validate_main(sys.argv[2:]))

@@ -21,12 +21,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from ajepa.extras import require
 
-from ajepa.errors import AjepaError
+require("hydra", "train", "hydra-core")  # a missing extra says which to install, not just "no module hydra"
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from ajepa.errors import AjepaError  # noqa: E402
 from ajepa.training.distributed import env_dist_info
 from ajepa.training.config import RunConfig, run_config_from_dict
 from ajepa.paths import config_dir

@@ -24,9 +24,10 @@ from ajepa.training.optim import build_optimizer
 
 DESIGNS = {
     "cpu15 (I-JEPA multi-block)": "experiment=cpu15",
-    "multimask (8 copies, inverse 2x2, keep 0.25)": "experiment=multimask",
-    "multimask, 16 copies": "experiment=multimask masking.copies=16",
+    "multimask (8 copies, inverse 2x2, keep 0.25, 2 x 64 predictor)": "experiment=multimask",
+    "multimask, 4 x 128 predictor": "experiment=multimask model.predictor.depth=4 model.predictor.embed_dim=128",
     "multimask, 4 copies": "experiment=multimask masking.copies=4",
+    "multimask, 16 copies": "experiment=multimask masking.copies=16",
     "multimask, 2 s crops": "experiment=multimask data.clip_seconds=2.0",
 }
 

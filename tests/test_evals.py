@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evals import download as dl
-from evals.cache import cache_key, cached_embeddings
-from evals.datasets import (
+from ajepa.evals import download as dl
+from ajepa.evals.cache import cache_key, cached_embeddings
+from ajepa.evals.datasets import (
     grouped_folds,
     read_esc50,
     read_fsdd,
     read_speech_commands,
     speech_commands_speaker,
 )
-from evals.probes import (
+from ajepa.evals.probes import (
     KNNProbe,
     LinearProbe,
     LogRegProbe,
@@ -335,7 +335,7 @@ def test_cache_hit_avoids_recomputing_and_tracks_file_changes(tmp_path: Path) ->
 
 
 def test_logmel_stats_ignore_padding_and_batching(tmp_path: Path) -> None:
-    from evals.baselines import LogMelStatsEmbedder
+    from ajepa.evals.baselines import LogMelStatsEmbedder
 
     rng = np.random.default_rng(4)
     short, long = tmp_path / "short.wav", tmp_path / "long.wav"
@@ -355,8 +355,8 @@ def _argv(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
 
 
 def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
-    from evals import esc50
-    from evals.baselines import random_init_embedder
+    from ajepa.evals import esc50
+    from ajepa.evals.baselines import random_init_embedder
 
     root = make_esc50(tmp_path / "esc")
     out = tmp_path / "out"
@@ -399,7 +399,7 @@ def test_cli_esc50_end_to_end_logmel_and_random_model(tmp_path: Path) -> None:
 
 
 def test_cli_speech_commands_protocols_with_fake_model(tmp_path: Path) -> None:
-    from evals import speech_commands
+    from ajepa.evals import speech_commands
 
     fake = FakeEmbedder()
     kw = dict(resolve=lambda spec, **_: ("fake", fake), resolve_baseline=lambda *a, **k: ("fake-b", FakeEmbedder("b")))
@@ -418,7 +418,7 @@ def test_cli_speech_commands_protocols_with_fake_model(tmp_path: Path) -> None:
 
 
 def test_cli_without_data_explains_how_to_get_it(tmp_path: Path, capsys) -> None:
-    from evals import esc50
+    from ajepa.evals import esc50
 
     assert esc50.main(["--data", str(tmp_path / "nowhere"), "--model", "random:mini"]) == 2
     err = capsys.readouterr().err

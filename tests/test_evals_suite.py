@@ -44,7 +44,7 @@ def _argv(tmp_path: Path, *methods: str, tasks: str = "esc10,speech_commands", p
 
 
 def test_suite_end_to_end_logmel_and_random_seeds(tmp_path: Path) -> None:
-    from evals import suite
+    from ajepa.evals import suite
 
     _data(tmp_path)
     argv = _argv(tmp_path, "logmel=logmel", "random=random:mini:0,random:mini:1", tasks="esc10,fsdd")
@@ -76,13 +76,13 @@ def test_suite_end_to_end_logmel_and_random_seeds(tmp_path: Path) -> None:
     r = payload["results"]["fsdd"]["random"]
     assert f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} (2 seeds)" in md
     assert "| logmel |" in md and "(1 seed)" in md and "`random:mini:1`" in md
-    assert "python -m evals.suite --data-root" in md and "grouped by speaker" in md
+    assert "python -m ajepa.evals.suite --data-root" in md and "grouped by speaker" in md
     assert payload["meta"]["average_layers"] == 1 and "`mean` pooling of the final block's output" in md
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 6  # 3 members x 2 tasks
 
 
 def test_suite_with_stand_in_models_and_task_overrides(tmp_path: Path) -> None:
-    from evals import suite
+    from ajepa.evals import suite
 
     _data(tmp_path)
     fakes = {"a0": FakeEmbedder("fake:a0", bins=24), "a1": FakeEmbedder("fake:a1", bins=16)}
@@ -112,7 +112,7 @@ def test_suite_with_stand_in_models_and_task_overrides(tmp_path: Path) -> None:
 
 
 def test_missing_member_is_named_before_any_work(tmp_path: Path, capsys) -> None:
-    from evals import suite
+    from ajepa.evals import suite
 
     _data(tmp_path)
     missing = tmp_path / "runs" / "mae_s1" / "last.pt"
@@ -129,7 +129,7 @@ def test_missing_member_is_named_before_any_work(tmp_path: Path, capsys) -> None
 
 
 def test_missing_task_data_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    from evals import suite
+    from ajepa.evals import suite
 
     assert suite.main(_argv(tmp_path, "logmel=logmel", tasks="fsdd")) == 2
     err = capsys.readouterr().err
@@ -141,7 +141,7 @@ def test_random_member_copies_the_architecture_of_a_model(tmp_path: Path) -> Non
     from ajepa.models.sizes import ENCODER_SIZES
     from dataclasses import replace
 
-    from evals.baselines import resolve_model
+    from ajepa.evals.baselines import resolve_model
 
     cfg = replace(ENCODER_SIZES["mini"], depth=2)
     Embedder.from_config(cfg, clip_seconds=1.0, seed=5).save(tmp_path / "export")
@@ -159,7 +159,7 @@ def test_random_member_copies_the_architecture_of_a_model(tmp_path: Path) -> Non
 
 
 def test_summarise() -> None:
-    from evals.suite import summarise
+    from ajepa.evals.suite import summarise
 
     assert summarise([0.5]) == {"mean": 0.5, "std": None, "n": 1}
     s = summarise([0.5, 0.7, 0.9])
@@ -174,7 +174,7 @@ def test_mae_checkpoint_falls_back_to_its_context_encoder(tmp_path: Path) -> Non
     from ajepa.features.logmel import FrontendConfig
     from ajepa.models.sizes import ENCODER_SIZES
     from ajepa.models.vit import ViTEncoder
-    from evals.baselines import resolve_model
+    from ajepa.evals.baselines import resolve_model
 
     enc = ENCODER_SIZES["mini"]
     vit = ViTEncoder(enc)
@@ -194,7 +194,7 @@ def test_mae_checkpoint_falls_back_to_its_context_encoder(tmp_path: Path) -> Non
 def test_leave_one_corpus_out_members_resolve_per_task_and_report_exposure(tmp_path: Path) -> None:
     """``{holdout}`` picks each task's own checkpoint; the report says its corpus was held out of pretraining."""
     from ajepa.checkpoint import save_checkpoint
-    from evals import suite
+    from ajepa.evals import suite
 
     data = _data(tmp_path)
     loaded = []
@@ -229,7 +229,7 @@ def _report(path, method, accuracies):
 
 
 def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys):
-    from evals.scaling_plot import main as scaling_plot
+    from ajepa.evals.scaling_plot import main as scaling_plot
 
     base = _report(tmp_path / "base.json", "random", [0.50, 0.52])
     short = _report(tmp_path / "short.json", "jepa", [0.55, 0.57])
@@ -254,7 +254,7 @@ def test_scaling_plot_reads_members_and_subtracts_the_baseline(tmp_path, capsys)
 
 
 def test_scaling_plot_keeps_its_figures_in_a_csv_that_replots_the_curve(tmp_path, capsys):
-    from evals.scaling_plot import main as scaling_plot
+    from ajepa.evals.scaling_plot import main as scaling_plot
 
     base = _report(tmp_path / "base.json", "random", [0.50, 0.52])
     short = _report(tmp_path / "short.json", "jepa", [0.55, 0.57])

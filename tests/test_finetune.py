@@ -13,12 +13,12 @@ import torch
 from ajepa.errors import CheckpointError
 from ajepa.inference import Embedder
 from ajepa.models.sizes import EncoderConfig
-from evals.augment import drop_tokens, mixup, random_gain, spec_augment, time_shift
-from evals.classifier import classifier_from_embedder, load_classifier, predict_files, save_classifier
-from evals.datasets import ClipSet
-from evals.finetune import FinetuneConfig, finetune_fold, layer_decay_groups, main, run_finetune
-from evals.probes import splits_from_folds
-from evals.report import Task
+from ajepa.evals.augment import drop_tokens, mixup, random_gain, spec_augment, time_shift
+from ajepa.evals.classifier import classifier_from_embedder, load_classifier, predict_files, save_classifier
+from ajepa.evals.datasets import ClipSet
+from ajepa.evals.finetune import FinetuneConfig, finetune_fold, layer_decay_groups, main, run_finetune
+from ajepa.evals.probes import splits_from_folds
+from ajepa.evals.report import Task
 
 SR = 16000
 ENC = EncoderConfig(embed_dim=64, depth=2, num_heads=4)
@@ -92,7 +92,7 @@ def test_export_load_predict_round_trip_gives_the_same_probabilities(embedder, t
 
 
 def test_predict_cli_labels_files_and_explains_bad_models(embedder, tmp_path, capsys):
-    from evals.predict import main as predict_cli
+    from ajepa.evals.predict import main as predict_cli
 
     save_classifier(classifier_from_embedder(embedder, 3), list(CLASSES), tmp_path / "m")
     sf.write(tmp_path / "x.wav", _clip(0, 0.7, np.random.default_rng(1)), SR)
@@ -174,7 +174,7 @@ def test_a_longer_window_than_pretraining_trains_and_is_exported(task, embedder,
 
 def test_empty_folds_and_bad_settings_give_clear_errors(embedder):
     model = classifier_from_embedder(embedder, 3)
-    from evals.finetune import _Clips
+    from ajepa.evals.finetune import _Clips
 
     some = _Clips([torch.zeros(8000)], np.array([0]))
     none = _Clips([], np.array([], dtype=np.int64))
@@ -189,7 +189,7 @@ def test_empty_folds_and_bad_settings_give_clear_errors(embedder):
 
 
 def test_cli_runs_a_task_from_the_suite_registry(tmp_path, monkeypatch, task, embedder):
-    import evals.suite as suite
+    import ajepa.evals.suite as suite
 
     monkeypatch.setattr(suite, "load_tasks", lambda names, root, **kw: {"fsdd": (Path(root or "."), task)})
 
@@ -210,7 +210,7 @@ def test_cli_runs_a_task_from_the_suite_registry(tmp_path, monkeypatch, task, em
 def test_every_recipe_flag_is_documented_and_parses_into_the_config():
     from dataclasses import fields
 
-    from evals.finetune import build_parser
+    from ajepa.evals.finetune import build_parser
 
     parser = build_parser()
     text = " ".join(parser.format_help().split())

@@ -12,17 +12,18 @@ PACKAGE = ROOT / "ajepa"
 # Lowest first. A module may import its own unit and the units of lower layers; never a unit beside it or above.
 LAYERS: list[set[str]] = [
     {"errors"},  # shared utilities, in three steps
-    {"io", "seeding", "paths", "runtime", "pretrained", "validation"},
+    {"io", "seeding", "paths", "runtime", "pretrained", "validation", "extras"},
     {"checkpoint"},
     {"features", "masking"},  # waveform -> tokens; masks
     {"models", "objectives", "data"},  # networks only; losses that take tensors; datasets
     {"inference"},  # embedder, read-out, export format
     {"training"},  # the pre-training wrapper, loop and run files
-    {"cli", "hear", "train"},  # entry points: commands, HEAR, Hydra
-    {"__main__", "__init__"},  # `python -m ajepa`, `import ajepa`
+    {"cli", "hear", "train", "evals", "xares"},  # entry points: commands, HEAR, Hydra, the evaluations, X-ARES
+    {"__init__"},  # `import ajepa`
+    {"__main__"},  # the `ajepa` command, which reads ajepa.__version__
 ]
-ENTRY_POINTS = {"__init__", "__main__", "train", "hear"}
-UTILITIES = {"errors", "io", "seeding", "paths", "runtime", "checkpoint", "validation"}
+ENTRY_POINTS = {"__init__", "__main__", "train", "hear", "xares"}
+UTILITIES = {"errors", "io", "seeding", "paths", "runtime", "checkpoint", "validation", "extras"}
 
 
 def unit_of(module: str) -> str:
@@ -46,8 +47,9 @@ def imports(path: Path) -> list[tuple[int, str]]:
                 parts = module.split(".")[: len(module.split(".")) - node.level + (path.name == "__init__.py")]
                 base = ".".join(parts + ([base] if base else []))
             names = [base] if node.module else [f"{base}.{a.name}" for a in node.names]
-            if base == "ajepa":  # `from ajepa import x`: x is a subpackage or module
-                names = [f"ajepa.{a.name}" for a in node.names]
+            if base == "ajepa":  # `from ajepa import x`: x is a subpackage, a module, or a name of ajepa itself
+                names = [f"ajepa.{a.name}" if (PACKAGE / a.name).is_dir() or (PACKAGE / f"{a.name}.py").is_file()
+                         else "ajepa" for a in node.names]
             found += [(node.lineno, n) for n in names if n.split(".")[0] == "ajepa"]
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "ajepa"]
@@ -72,7 +74,8 @@ def test_imports_only_point_down_the_layers() -> None:
     assert not wrong, "imports against the layers of docs/ARCHITECTURE.md:\n" + "\n".join(wrong)
 
 
-def test_the_package_never_imports_the_evaluations() -> None:
+def test_the_package_never_imports_the_checkout_aliases() -> None:
+    """``evals/`` beside the package holds only ``python -m evals.*`` short names; the wheel has no such package."""
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):

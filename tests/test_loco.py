@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evals import loco
-from evals.suite import TASKS, member_for_task, parse_method
+from ajepa.evals import loco
+from ajepa.evals.suite import TASKS, member_for_task, parse_method
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_plan_trains_each_run_then_runs_one_suite():
     mae_fsdd_s1 = train[dirs.index("hydra.run.dir=runs/loco_mae_fsdd_s1")]
     assert {"holdout=fsdd", "objective=mae", "seed=1"} <= set(mae_fsdd_s1)
 
-    assert suite[:3] == ["py", "-m", "evals.suite"]
+    assert suite[:3] == ["py", "-m", "ajepa.evals.suite"]
     assert suite[suite.index("--tasks") + 1] == "esc50,fsdd"
     assert suite[suite.index("--probe") + 1] == "logreg-cv"
     assert suite[suite.index("--pooling") + 1] == "freqcat+std"

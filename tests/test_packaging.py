@@ -32,8 +32,17 @@ def test_wheel_carries_configs_default_model_and_every_package(wheel):
     for member in ("ajepa/configs/config.yaml", "ajepa/configs/experiment/cpu15.yaml",
                    "ajepa/configs/holdout/esc.yaml", "ajepa/configs/model/mini.yaml",
                    "ajepa/pretrained/default/model.safetensors", "ajepa/objectives/jepa.py", "ajepa/cli/embed.py",
-                   "ajepa/inference/embedder.py", "evals/suite.py"):
+                   "ajepa/inference/embedder.py", "ajepa/evals/suite.py", "ajepa/py.typed",
+                   "ajepa/pretrained/default/LICENSE", "ajepa/pretrained/default/README.md"):
         assert member in names, member
+    assert not [n for n in names if n.startswith("evals/")]  # no top-level package named evals
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "ajepa = ajepa.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    meta = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "CC-BY-NC-4.0" in meta and "Apache-2.0" in meta
+    requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert not [r for r in requires if any(heavy in r for heavy in ("hydra", "librosa", "scikit", "matplotlib"))]
     sources = {str(p.relative_to(REPO)) for p in (REPO / "ajepa").rglob("*.py")}
     assert sources <= names, sorted(sources - names)[:5]
 

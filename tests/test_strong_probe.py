@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.datasets import read_arabic_speech_commands
-from evals.probes import LogRegCVProbe, LogRegProbe, cross_validate, make_probe
+from ajepa.evals.datasets import read_arabic_speech_commands
+from ajepa.evals.probes import LogRegCVProbe, LogRegProbe, cross_validate, make_probe
 from test_evals import _tone, _write
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,7 +60,7 @@ def test_cross_validate_hands_the_training_groups_to_the_probe() -> None:
         name = "spy"
 
         def fit_predict(self, x_train, y_train, x_test, y_test, *, seed, val=None, groups=None):
-            from evals.probes import ProbeResult
+            from ajepa.evals.probes import ProbeResult
 
             seen.append((groups, x_train[:, 0].astype(int)))
             return ProbeResult(1.0, np.asarray(y_test))
@@ -110,7 +110,7 @@ def _esc50_with_shared_source(root: Path) -> Path:
 
 
 def test_esc50_official_folds_sharing_a_source_are_accepted_with_a_note(tmp_path: Path, caplog) -> None:
-    from evals import esc50
+    from ajepa.evals import esc50
 
     task = esc50.load_task(_esc50_with_shared_source(tmp_path / "esc"))
     assert len(task.splits) == 3 and task.check_groups is False
@@ -120,7 +120,7 @@ def test_esc50_official_folds_sharing_a_source_are_accepted_with_a_note(tmp_path
 
 @pytest.mark.skipif(not (SHARED / "esc50_dev" / "meta" / "esc50.csv").is_file(), reason="../shared/data/esc50_dev absent")
 def test_real_esc50_dev_metadata_runs_leave_one_fold_out_over_its_four_folds() -> None:
-    from evals import esc50
+    from ajepa.evals import esc50
 
     task = esc50.load_task(SHARED / "esc50_dev")
     assert [s.name for s in task.splits] == ["1", "2", "3", "5"]
@@ -129,7 +129,7 @@ def test_real_esc50_dev_metadata_runs_leave_one_fold_out_over_its_four_folds() -
     # of the release's four cross-fold sources, these two have both folds among 1, 2, 3 and 5
     assert "131943" in note and "134049" in note and note.startswith("2 source file(s)")
     x = np.random.default_rng(0).standard_normal((len(task.clips), 4)).astype(np.float32)
-    from evals.report import probe_task
+    from ajepa.evals.report import probe_task
 
     res = probe_task(x, task, "knn", seed=0)  # the real protocol runs end to end
     assert res["n_folds"] == 4 and np.array(res["confusion"]).sum() == 1600
@@ -154,7 +154,7 @@ def make_arabic(root: Path, speakers=("00000001", "00000002", "00000003", "00000
 
 
 def test_arabic_reader_and_official_protocol(tmp_path: Path) -> None:
-    from evals import arabic_speech_commands as ar
+    from ajepa.evals import arabic_speech_commands as ar
 
     root = make_arabic(tmp_path / "ar")
     clips = read_arabic_speech_commands(root)
@@ -166,7 +166,7 @@ def test_arabic_reader_and_official_protocol(tmp_path: Path) -> None:
     grouped = ar.load_task(root, split="grouped", folds=2)
     assert len(grouped.splits) == 2
     x = np.eye(3, dtype=np.float32)[clips.labels] + 0.01 * np.random.default_rng(0).standard_normal((24, 3)).astype(np.float32)
-    from evals.report import probe_task
+    from ajepa.evals.report import probe_task
 
     assert probe_task(x, task, "logreg-cv", seed=0)["acc_mean"] == 1.0
 
@@ -195,7 +195,7 @@ def test_real_arabic_speech_commands_lists() -> None:
 
 
 def test_arabic_cli_end_to_end_with_logmel(tmp_path: Path, monkeypatch) -> None:
-    from evals import arabic_speech_commands as ar
+    from ajepa.evals import arabic_speech_commands as ar
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     root = make_arabic(tmp_path / "ar")
@@ -228,7 +228,7 @@ def test_exclude_files_by_folder_and_glob(tmp_path: Path) -> None:
 def test_holdout_configs_exclude_folders_that_the_suite_maps_to_tasks() -> None:
     import yaml
 
-    from evals.suite import TASKS
+    from ajepa.evals.suite import TASKS
 
     configs = Path(__file__).resolve().parents[1] / "configs" / "holdout"
     for name, spec in TASKS.items():
@@ -239,7 +239,7 @@ def test_holdout_configs_exclude_folders_that_the_suite_maps_to_tasks() -> None:
 
 def test_pretraining_exposure_reads_the_checkpoint_corpus(tmp_path: Path) -> None:
     from ajepa.checkpoint import save_checkpoint
-    from evals.suite import member_for_task, pretraining_exposure
+    from ajepa.evals.suite import member_for_task, pretraining_exposure
 
     data = tmp_path / "data"
     (data / "fsdd").mkdir(parents=True)

@@ -19,8 +19,8 @@ from ajepa.train import compose_config
 from ajepa.training.loop import train
 from ajepa.training.config import ProbeConfig
 from ajepa.training.transfer_probe import TransferProbe, read_probe_manifest
-from evals.datasets import ClipSet
-from evals.manifest import write_manifest
+from ajepa.evals.datasets import ClipSet
+from ajepa.evals.manifest import write_manifest
 
 SR = 16000
 
@@ -114,5 +114,5 @@ def test_manifest_cli_writes_what_the_probe_reads(tmp_path):
     probe_set = read_probe_manifest(out)
     assert probe_set.paths == paths and probe_set.labels.tolist() == [0, 1, 0, 1]
     assert probe_set.groups.tolist() == ["a", "a", "b", "b"]
-    from evals.manifest import main
+    from ajepa.evals.manifest import main
     assert main(["--task", "fsdd", "--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.csv")]) == 2

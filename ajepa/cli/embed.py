@@ -34,35 +34,13 @@ from typing import TypeVar
 
 import numpy as np
 
+from ajepa.inference.choices import CLIP_POOLINGS, average_layers_arg
 from ajepa.io import atomic_write, ensure_writable
-from ajepa.errors import AudioInputError
-from ajepa.features.audio import list_audio_files
-from ajepa.inference import CLIP_POOLINGS, average_layers_arg, load
-from ajepa.inference.inputs import read_source
 
-__all__ = ["collect_inputs", "main"]
+__all__ = ["main"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def collect_inputs(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Expand files, folders and manifests into audio paths (first occurrence order, no duplicates).
-
-    Returns ``(paths, failures)``; an input that cannot be listed is a failure ``(input, reason)``.
-    """
-    paths: dict[str, None] = {}
-    failures: list[tuple[str, str]] = []
-    for item in inputs:
-        try:
-            listed = list_audio_files(item)
-        except (AudioInputError, OSError) as exc:
-            failures.append((item, str(exc)))
-            continue
-        if not listed and Path(item).is_dir():
-            failures.append((item, "folder holds no audio files"))
-        paths.update(dict.fromkeys(listed))
-    return list(paths), failures
 
 
 def _prefetch(fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[tuple[T, Future]]:
@@ -108,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
 
+    # torch and timm take seconds to import: only once the arguments are known to be good (--help is instant).
+    from ajepa.features.audio import collect_audio_files
+    from ajepa.inference.inputs import read_source
+    from ajepa.inference.loading import load
+
     try:
         ensure_writable(args.out)  # before the work: a run must not end by throwing its embeddings away
         model = load(args.model or None, encoder=args.encoder, device=args.device, bf16=args.bf16,
@@ -115,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an OutputError, a CheckpointError, or --average-layers beyond the encoder's depth
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    paths, failures = collect_inputs(args.inputs)
+    paths, failures = collect_audio_files(args.inputs)
 
     from tqdm.auto import tqdm
 

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy import signal
 
 from ajepa.errors import ConfigError
+from ajepa.extras import require
+
+signal = require("scipy.signal", "train", "scipy")  # filters of the synthetic scenes
 
 CLASS_NAMES: tuple[str, ...] = ("harmonic", "chirp", "noise_burst", "click_train", "am_tone", "chord")
 NUM_CLASSES: int = len(CLASS_NAMES)

@@ -25,6 +25,7 @@ import functools
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ import torchaudio
 
 from ajepa.errors import AudioInputError
 
-__all__ = ["AUDIO_EXTENSIONS", "MAX_CHANNELS", "MAX_CLIP_SECONDS", "clip_samples", "decoded", "read_window",
+__all__ = ["AUDIO_EXTENSIONS", "MAX_CHANNELS", "MAX_CLIP_SECONDS", "clip_samples", "collect_audio_files", "decoded", "read_window",
            "resampled_length", "list_audio_files", "load_audio", "resample"]
 
 MAX_CHANNELS = 8
@@ -225,6 +226,25 @@ def _array_to_channels_first(arr: np.ndarray | torch.Tensor, name: str) -> torch
     raise AudioInputError(
         f"{name}: unsupported shape; expected (N,) or channels-first (C, N) with C <= {MAX_CHANNELS} and C < N"
     )
+
+
+def collect_audio_files(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand files, folders and manifests into audio paths (first occurrence order, no duplicates).
+
+    Returns ``(paths, failures)``; an input that cannot be listed is a failure ``(input, reason)``.
+    """
+    paths: dict[str, None] = {}
+    failures: list[tuple[str, str]] = []
+    for item in inputs:
+        try:
+            listed = list_audio_files(item)
+        except (AudioInputError, OSError) as exc:
+            failures.append((os.fspath(item), str(exc)))
+            continue
+        if not listed and Path(item).is_dir():
+            failures.append((os.fspath(item), "folder holds no audio files"))
+        paths.update(dict.fromkeys(listed))
+    return list(paths), failures
 
 
 def list_audio_files(root_or_manifest: str | os.PathLike) -> list[str]:

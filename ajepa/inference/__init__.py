@@ -45,20 +45,29 @@ that evaluates best; the context encoder is available with ``encoder="context"``
 
 from __future__ import annotations
 
-from ajepa.inference.embedder import Embedder, pick_device
-from ajepa.inference.inputs import AudioSource
-from ajepa.inference.loading import ENCODER_CHOICES, embed, load
-from ajepa.inference.readout import (
-    AVERAGE_ALL,
-    CLIP_POOLINGS,
-    POOLINGS,
-    RECOMMENDED_READOUT,
-    ClipFeatures,
-    Readout,
-    average_layers_arg,
-    resolve_average_layers,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ajepa.inference.choices import AVERAGE_ALL, CLIP_POOLINGS, POOLINGS, average_layers_arg, resolve_average_layers
+
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
+    from ajepa.inference.embedder import Embedder, pick_device
+    from ajepa.inference.inputs import AudioSource
+    from ajepa.inference.loading import ENCODER_CHOICES, embed, from_pretrained, load
+    from ajepa.inference.readout import RECOMMENDED_READOUT, ClipFeatures, Readout
 
 __all__ = ["AVERAGE_ALL", "CLIP_POOLINGS", "ENCODER_CHOICES", "POOLINGS", "RECOMMENDED_READOUT", "AudioSource",
-           "ClipFeatures", "Embedder", "Readout", "average_layers_arg", "embed", "load", "pick_device",
+           "ClipFeatures", "Embedder", "Readout", "average_layers_arg", "embed", "from_pretrained", "load", "pick_device",
            "resolve_average_layers"]
+
+# Where each torch-backed name lives: imported on first use, so that the command lines' --help (which need only
+# the choices above) answer without importing torch and timm (seconds).
+_LAZY = {"Embedder": "embedder", "pick_device": "embedder", "AudioSource": "inputs", "ENCODER_CHOICES": "loading",
+         "embed": "loading", "load": "loading", "from_pretrained": "loading", "RECOMMENDED_READOUT": "readout", "ClipFeatures": "readout",
+         "Readout": "readout"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ajepa.inference.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ajepa.inference' has no attribute {name!r}")

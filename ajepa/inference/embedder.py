@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ajepa.errors import AudioInputError
 from ajepa.features.logmel import FrontendConfig, LogMelFrontend
 from ajepa.features.tokenizer import AudioTokenizer
 from ajepa.inference.inputs import AudioSource, as_sources, format_output, read_source
+from ajepa.inference.model_card import write_model_card
 from ajepa.inference.model_files import EXPORT_FORMAT, EXPORT_VERSION, write_export
 from ajepa.inference.readout import CLIP_POOLINGS, ClipFeatures, Readout, resolve_average_layers
 from ajepa.inference.windows import ClipState, WindowPlan
@@ -44,8 +45,11 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-class Embedder:
+class Embedder(nn.Module):
     """A frozen log-mel front end + ViT encoder that embeds audio of any length (see the module docstring).
+
+    An ``nn.Module``: calling it on a batch of waveforms returns clip embeddings as a tensor (:meth:`forward`);
+    :meth:`embed` takes every input kind (paths, folders, arrays, lists) and returns numpy.
 
     Attributes:
         frontend: the :class:`LogMelFrontend` (normalisation statistics of the training data included).
@@ -77,7 +81,10 @@ class Embedder:
         bf16: bool | str = "auto",
         average_layers: int | str = 1,
         pooling: str = "mean",
+        license: str = "unknown",
     ) -> None:
+        super().__init__()
+        self.license = str(license)  # the terms the weights carry (from their training data); exports record it
         cfg: FrontendConfig = frontend.cfg
         if pooling not in CLIP_POOLINGS:
             raise ValueError(f"the default pooling must be one of {CLIP_POOLINGS}, got {pooling!r}")
@@ -95,11 +102,11 @@ class Embedder:
         self.readout = Readout(pooling, resolve_average_layers(average_layers, self.encoder_config.depth))
         self.clip_seconds = float(clip_seconds)
 
+        self.frontend = frontend  # a submodule, so .to(), .state_dict() and .eval() reach it
         self.tokenizer = AudioTokenizer(frontend, self.patch)
         self.plan = WindowPlan(self.tokenizer, self.clip_seconds)
         self.to(pick_device(device))
-        self.frontend.eval()
-        self.encoder.eval()
+        self.eval()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -120,8 +127,9 @@ class Embedder:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             vit = ViTEncoder(encoder)
+        # Random weights saw no data: they carry only the code's terms.
         return cls(LogMelFrontend(frontend), vit, clip_seconds=clip_seconds, source_encoder="random", device=device,
-                   average_layers=average_layers, bf16=False)
+                   average_layers=average_layers, bf16=False, license="Apache-2.0")
 
     @property
     def pooling(self) -> str:
@@ -133,11 +141,6 @@ class Embedder:
         """How many last hidden states are averaged into the token embeddings (``1..depth + 1``)."""
         return int(self.readout.average_layers)
 
-    @property
-    def frontend(self) -> LogMelFrontend:
-        """The :class:`LogMelFrontend` (normalisation statistics of the training data included)."""
-        return self.tokenizer.frontend
-
     def uses_bf16(self, device: torch.device | None = None) -> bool:
         """Whether the encoder runs under bf16 autocast on ``device`` (default: where it is now)."""
         device = self.device if device is None else device
@@ -147,11 +150,23 @@ class Embedder:
             return device.type == "cuda" or cpu_has_native_bf16()
         return bool(self.bf16)
 
-    def to(self, device: str | torch.device) -> "Embedder":
-        """Move the model to ``device`` (in place) and return ``self``."""
-        self.frontend.to(device)
-        self.encoder.to(device)
-        return self
+    @property
+    def sampling_rate(self) -> int:
+        """The rate (Hz) every input is resampled to (the name benchmark kits such as X-ARES ask for)."""
+        return self.sample_rate
+
+    @property
+    def output_dim(self) -> int:
+        """The width of what :meth:`embed` (and calling the embedder) returns for one clip with its own read-out."""
+        return self.pooled_dim(self.pooling)
+
+    def forward(self, audio: Tensor | np.ndarray, sr: int | None = None) -> Tensor:
+        """``audio (B, N)`` (or ``(N,)``) at ``sr`` (default :attr:`sampling_rate`) -> clip embeddings
+        ``(B, output_dim)`` (or ``(output_dim,)``) as a tensor on the embedder's device, without gradients: the
+        embedder as a module, e.g. inside another model."""
+        audio = audio.detach().cpu() if isinstance(audio, Tensor) else audio
+        out = self.embed(audio, self.sample_rate if sr is None else sr)
+        return torch.from_numpy(out).to(self.device)
 
     def pooled_dim(self, pooling: str) -> int:
         """Width of a clip embedding under ``pooling`` (see :data:`POOLINGS`; ``"none"`` gives frame width D)."""
@@ -188,20 +203,35 @@ class Embedder:
             "clip_seconds": self.clip_seconds,
             "source_encoder": self.source_encoder,
             "readout": self.readout.to_config(self.encoder_config.depth),
+            "license": self.license,
         }
 
-    def save(self, out: str | os.PathLike, *, weights_dtype: str = "float32") -> Path:
-        """Export to a folder (``model.safetensors`` + ``config.json``) or to ``<name>.safetensors`` + ``<name>.json``.
+    def save(self, out: str | os.PathLike, *, weights_dtype: str = "float32", training: dict[str, Any] | None = None,
+             figures: str | None = None) -> Path:
+        """Export to a folder (``model.safetensors`` + ``config.json`` + ``README.md``, the model card) or to
+        ``<name>.safetensors`` + ``<name>.json``.
 
         ``weights_dtype``: ``"float32"``, ``"float16"`` (half the file) or ``"int8"`` (a quarter: per-channel int8
         matrices; clip embeddings within a cosine of 0.9999 for the default model). Loading computes in float32
-        again. Returns the path of the ``.safetensors`` file. The result loads back with :func:`load`.
+        again. ``training`` (a checkpoint's run config) and ``figures`` (Markdown) go into the model card. Returns
+        the path of the ``.safetensors`` file. The result loads back with :func:`load`.
         """
-        return write_export(self.encoder.state_dict(), self.export_config(), out, weights_dtype=weights_dtype)
+        config = self.export_config()
+        weights = write_export(self.encoder.state_dict(), config, out, weights_dtype=weights_dtype)
+        if Path(out).suffix.lower() not in (".safetensors", ".json"):  # a folder export: the card beside the weights
+            write_model_card(weights.parent, config, training, figures)
+        return weights
+
+    def save_pretrained(self, folder: str | os.PathLike, **kwargs: Any) -> Path:
+        """The Hugging Face ``ModelHubMixin`` shape of :meth:`save`: an export folder that
+        :func:`ajepa.from_pretrained` reads back (offline; upload it with ``huggingface_hub`` where a network is)."""
+        self.save(folder, **kwargs)
+        return Path(folder)
 
     def __repr__(self) -> str:
         e = self.encoder_config
-        return (f"Embedder(D={e.embed_dim}, depth={e.depth}, patch={self.patch}, clip_seconds={self.clip_seconds}, "
+        return (f"Embedder(output_dim={self.output_dim}, D={e.embed_dim}, depth={e.depth}, patch={self.patch}, "
+                f"clip_seconds={self.clip_seconds}, "
                 f"sample_rate={self.sample_rate}, encoder={self.source_encoder!r}, pooling={self.pooling!r}, "
                 f"average_layers={self.average_layers}, bf16={self.uses_bf16()}, device={self.device})")
 

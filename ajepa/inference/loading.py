@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -17,9 +18,9 @@ from ajepa.inference.inputs import AudioSource
 from ajepa.inference.model_files import check_weights, read_export, read_training_checkpoint
 from ajepa.inference.readout import LEGACY_READOUT
 from ajepa.models.vit import ViTEncoder
-from ajepa.pretrained import default_model_path
+from ajepa.pretrained import DEFAULT_LICENSE, MODELS, default_model_path
 
-__all__ = ["ENCODER_CHOICES", "embed", "load"]
+__all__ = ["ENCODER_CHOICES", "embed", "from_pretrained", "load"]
 
 ENCODER_CHOICES = ("target", "context")
 
@@ -40,7 +41,7 @@ def load(
     Args:
         path: an exported folder (``model.safetensors`` + ``config.json``), a ``<name>.safetensors`` with
             ``<name>.json`` beside it (or that JSON), or a training checkpoint ``.pt`` (:mod:`ajepa.inference.model_files`).
-            ``None``: the default encoder inside the package (:mod:`ajepa.pretrained`, docs/MODEL_CARD.md),
+            ``None``: the default encoder inside the package (:mod:`ajepa.pretrained`, ajepa/pretrained/default/README.md),
             read from disk with no download.
         encoder: which encoder of a training checkpoint: ``"target"`` (the EMA target encoder: the smoother,
             better-evaluating representation in I-JEPA-style training, and what computed the targets) or
@@ -63,8 +64,10 @@ def load(
     """
     if encoder is not None and encoder not in ENCODER_CHOICES:
         raise ValueError(f"encoder must be one of {ENCODER_CHOICES}, got {encoder!r}")
-    if path is None:
-        path = default_model_path()
+    default = path is None or (isinstance(path, str) and path in MODELS)
+    if path is None or default:
+        path = default_model_path() if path in (None, "default") else MODELS[path]
+        _announce_licence(DEFAULT_LICENSE)
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
@@ -93,11 +96,37 @@ def load(
         vit.load_state_dict(state, strict=True)
         # Weights stored in another float dtype are copied into the module's own float32 parameters.
         return Embedder(LogMelFrontend(cfg["frontend"]), vit, clip_seconds=cfg["clip_seconds"],
-                        source_encoder=cfg["source_encoder"], device=device, bf16=bf16,
+                        source_encoder=cfg["source_encoder"], device=device, bf16=bf16, license=cfg["license"],
                         average_layers=readout.average_layers if average_layers is None else average_layers,
                         pooling=readout.pooling if pooling is None else pooling)
     except (ConfigError, AudioInputError) as exc:  # settings that cannot build a working model
         raise CheckpointError(f"{path}: unusable model settings ({exc})") from None
+
+
+@functools.cache
+def _announce_licence(license_id: str) -> None:
+    """Say once per process which terms the shipped weights carry."""
+    log.warning("the default ajepa weights carry %s terms (non-commercial: trained on ESC-50 audio); see "
+                "ajepa/pretrained/default/LICENSE", license_id)
+
+
+@functools.cache
+def _default_embedder(device: str | None) -> Embedder:
+    """The shipped default model, loaded once per process and device for :func:`embed` calls without a model."""
+    return load(None, device=device)
+
+
+def from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any) -> Embedder:
+    """An embedder from a model name (:func:`ajepa.list_models`), a local export folder or checkpoint, or a Hugging
+    Face hub id (``"owner/name"``, downloaded where a network is; never needed offline). ``kwargs`` go to
+    :func:`load`. The counterpart of :meth:`Embedder.save_pretrained`."""
+    target = name_or_path
+    if isinstance(target, str) and target not in MODELS and not Path(target).expanduser().exists() \
+            and target.count("/") == 1 and not target.startswith((".", "/", "~")):
+        from huggingface_hub import snapshot_download  # timm's dependency; reaches the network only here
+
+        target = snapshot_download(repo_id=target)
+    return load(target, **kwargs)
 
 
 def embed(
@@ -116,10 +145,12 @@ def embed(
     """Embed audio with ``model`` (an :class:`Embedder`, a path for :func:`load`, or ``None`` for the shipped
     default encoder); see :meth:`Embedder.embed`. ``pooling=None`` uses the model's recorded read-out.
 
-    ``device`` applies when ``model`` is a path or ``None``. For repeated calls load once with :func:`load` and pass
-    the Embedder: a path (and the default model) is re-read on every call (no hidden global cache).
+    ``device`` applies when ``model`` is a path or ``None``. The default model is loaded once per process (and
+    device) and reused; a path is read on every call, so for repeated calls load it once with :func:`load`.
     """
-    if not isinstance(model, Embedder):
+    if model is None:
+        model = _default_embedder(None if device is None else str(device))
+    elif not isinstance(model, Embedder):
         model = load(model, device=device)
     elif device is not None and pick_device(device) != model.device:
         raise ValueError(f"device={device!r} applies to a model path; move the Embedder with .to({str(device)!r})")

@@ -31,6 +31,8 @@ from ajepa.io import atomic_write
 from ajepa.errors import CheckpointError, ConfigError
 from ajepa.features.audio import MAX_CLIP_SECONDS
 from ajepa.features.logmel import FrontendConfig
+from ajepa.inference.choices import WEIGHTS_DTYPES
+from ajepa.inference.model_card import infer_license
 from ajepa.inference.readout import Readout
 from ajepa.models.sizes import EncoderConfig
 from ajepa.inference.quantization import dequantize_int8, quantize_int8
@@ -42,8 +44,6 @@ EXPORT_FORMAT = "ajepa-encoder"
 EXPORT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-# How an export may store its weights; all of them load as float32.
-WEIGHTS_DTYPES = ("float32", "float16", "int8")
 
 
 def export_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -115,6 +115,10 @@ def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, A
         raise CheckpointError(f"{cfg_path}: source_encoder must be 'target', 'context' or 'random', got {source!r}")
     cfg = parse_model_settings(raw, cfg_path, source)
     cfg["readout"] = _parse_readout(raw.get("readout"), cfg_path)
+    license_id = raw.get("license", "unknown")
+    if not isinstance(license_id, str) or not 0 < len(license_id) <= 200:
+        raise CheckpointError(f"{cfg_path}: 'license' must be a short string (an SPDX id), got {license_id!r}")
+    cfg["license"] = license_id
     if raw.get("sample_rate") is not None and raw["sample_rate"] != cfg["frontend"].sample_rate:
         raise CheckpointError(f"{cfg_path}: sample_rate {raw['sample_rate']} disagrees with frontend.sample_rate "
                               f"{cfg['frontend'].sample_rate}")
@@ -150,6 +154,8 @@ def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
     state = {k[len(prefix):]: v for k, v in model.items() if isinstance(k, str) and k.startswith(prefix)}
     cfg = parse_model_settings(_model_settings(ckpt), path, encoder)
     cfg["readout"] = None
+    run = ckpt.get("config")
+    cfg["license"] = infer_license(run.get("data") if isinstance(run, dict) else None)
     return state, cfg
 
 

@@ -3,7 +3,7 @@
 A weight matrix (or conv kernel) of shape ``(C_out, ...)`` is stored as int8 values ``q`` with a float32 scale per
 output channel, ``w ~= q * scale``, where ``scale = max|w_row| / 127``. Each row keeps its own range, so the
 rounding error of a row is at most half a step of that row: for the default encoder the clip embeddings stay
-within a cosine similarity of 0.99997 of its float16 export (docs/MODEL_CARD.md). Vectors (biases, norms) and
+within a cosine similarity of 0.99997 of its float16 export (ajepa/pretrained/default/README.md). Vectors (biases, norms) and
 tensors with a single output channel are small and keep float16; non-floating tensors are kept as they are. Storage only: the model computes in float32.
 
 The scale of tensor ``name`` is stored beside it as ``name + SCALE_SUFFIX``.

@@ -17,6 +17,7 @@ from ajepa.training import distributed as D
 from ajepa.checkpoint import load_checkpoint, save_checkpoint
 from ajepa.training.config import RunConfig
 from ajepa.errors import CheckpointError, ConfigError
+from ajepa.extras import require
 from ajepa.training.monitors import CollapseGuard
 from ajepa.training.state import TrainState
 
@@ -242,6 +243,7 @@ def warn_config_drift(saved: Mapping[str, Any], current: Mapping[str, Any]) -> l
 def write_plots(paths: RunPaths, records: list[dict], sample: dict[str, Any] | None, cfg: RunConfig) -> dict[str, Path]:
     """``plots/loss.png``, ``plots/rank.png``, (when a step ran) ``plots/masks.png`` and (with a transfer probe)
     ``plots/probe.png``."""
+    require("matplotlib", "train")
     from ajepa.training import plots  # matplotlib is only needed here
 
     written = {"loss": plots.plot_loss(records, paths.plots / "loss.png"),

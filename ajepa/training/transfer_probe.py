@@ -4,7 +4,7 @@ The effective rank says whether the embeddings collapse; it does not say whether
 shared corpus kept a high rank while their transfer fell by 8 points (docs/RESULTS.md), so the trainer can also
 probe a labelled set the run does not train on (``trainer.probe.manifest``) and log ``probe_accuracy``. The probe
 is cheap and cross-validated on a few hundred clips: a monitor of the trend, not a benchmark figure
-(``python -m evals.suite`` gives those). ``python -m evals.manifest`` writes a manifest from an evaluation task.
+(``python -m ajepa.evals.suite`` gives those). ``python -m ajepa.evals.manifest`` writes a manifest from an evaluation task.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ajepa.errors import ConfigError
+from ajepa.extras import require
 from ajepa.training.config import ProbeConfig
 from ajepa.features.audio import load_audio
 from ajepa.features.logmel import LogMelFrontend
@@ -86,6 +87,7 @@ class TransferProbe:
     def measure(self, encoder: ViTEncoder, frontend: LogMelFrontend, clip_seconds: float) -> float:
         """The probe's mean accuracy over folds for ``encoder`` read out with ``frontend`` in windows of
         ``clip_seconds``."""
+        require("sklearn", "train", "scikit-learn")
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import GroupKFold, cross_val_score
         from sklearn.pipeline import make_pipeline

@@ -1,11 +1,11 @@
 """A fine-tuned audio classifier: the pretrained front end and encoder plus a linear head, saved and used to label files.
 
-    from evals.classifier import load_classifier, predict_files
+    from ajepa.evals.classifier import load_classifier, predict_files
     model, labels = load_classifier("ft_model/")                      # model.safetensors + config.json
     for result in predict_files(model, labels, ["dog.wav"], top_k=3):  # per file and per window: top-k
         print(result["path"], result["top"])
 
-or from the command line: ``python -m evals.predict ft_model/ dog.wav clips/ --top-k 3``.
+or from the command line: ``python -m ajepa.evals.predict ft_model/ dog.wav clips/ --top-k 3``.
 
 The files are pickle-free like the encoder exports: ``model.safetensors`` holds the encoder (``encoder.*``, keys as
 in ``ViTEncoder``) and the head (``head.*``); ``config.json`` holds ``format`` (``"ajepa-classifier"``),

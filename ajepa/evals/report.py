@@ -20,9 +20,9 @@ import numpy as np
 
 from ajepa.inference import CLIP_POOLINGS, average_layers_arg
 from ajepa.io import atomic_write
-from evals.cache import cached_embeddings, pooling_for
-from evals.datasets import ClipSet
-from evals.probes import Split, cross_validate, make_probe
+from ajepa.evals.cache import cached_embeddings, pooling_for
+from ajepa.evals.datasets import ClipSet
+from ajepa.evals.probes import Split, cross_validate, make_probe
 
 __all__ = ["EvalRecord", "Task", "probe_task", "write_report", "markdown_table", "plot_confusion",
            "add_common_arguments", "add_average_layers_argument", "run_task", "DataNotFound", "resolve_data",
@@ -59,8 +59,8 @@ class EvalRecord:
 class Task:
     """A data set with its evaluation protocol: the clips, the splits to probe on, and how to describe them.
 
-    Built by each task module's ``load_task`` (``evals.esc50``, ``evals.speech_commands``, ``evals.fsdd``);
-    shared by the per-task CLIs (:func:`run_task`) and the multi-method suite (``evals.suite``).
+    Built by each task module's ``load_task`` (``ajepa.evals.esc50``, ``ajepa.evals.speech_commands``, ``ajepa.evals.fsdd``);
+    shared by the per-task CLIs (:func:`run_task`) and the multi-method suite (``ajepa.evals.suite``).
     ``check_groups`` verifies that no group (speaker, source recording) is on both sides of a split; it is
     off only for a protocol that shares them by definition (FSDD's own split, ESC-50's official folds,
     which put four source recordings in two folds each).
@@ -77,7 +77,7 @@ def probe_task(features: np.ndarray, task: Task, probe: str, seed: int, *, devic
                knn_k: int = 5) -> dict:
     """Cross-validate the probe named ``probe`` on ``features`` (rows = ``task.clips``) over ``task.splits``.
 
-    Returns :func:`evals.probes.cross_validate`'s dict.
+    Returns :func:`ajepa.evals.probes.cross_validate`'s dict.
     """
     clips = task.clips
     return cross_validate(features, clips.labels, task.splits, make_probe(probe, device=device, k=knn_k), seed,
@@ -149,7 +149,7 @@ def write_report(records: Sequence[EvalRecord], out_dir: str | Path, meta: dict 
 
 
 def add_average_layers_argument(p: argparse.ArgumentParser) -> None:
-    """``--average-layers``, shared with ``evals.suite``: how every encoder (trained and random) is read out."""
+    """``--average-layers``, shared with ``ajepa.evals.suite``: how every encoder (trained and random) is read out."""
     p.add_argument("--average-layers", type=average_layers_arg, default=1, metavar="K|all",
                    help="encoder embeddings are the mean of the last K hidden states, 'all' for every block and "
                         "the patch embedding (default 1, the final output); applies to the model and the random baselines alike, "
@@ -157,7 +157,7 @@ def add_average_layers_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_common_arguments(p: argparse.ArgumentParser, *, default_folds: int = 5) -> None:
-    """Arguments shared by ``evals.esc50``, ``evals.speech_commands`` and ``evals.fsdd``."""
+    """Arguments shared by ``ajepa.evals.esc50``, ``ajepa.evals.speech_commands`` and ``ajepa.evals.fsdd``."""
     p.add_argument("--data", help="data set root in its official layout")
     p.add_argument("--download", action="store_true",
                    help="download the data set first (into --data, or ~/.cache/ajepa/datasets)")
@@ -191,11 +191,11 @@ def run_task(
 ) -> list[EvalRecord]:
     """Embed ``task.clips`` with the model and every baseline, probe them on ``task.splits``, write the report.
 
-    ``resolve``/``resolve_baseline`` default to :mod:`evals.baselines` and exist so that tests can inject
+    ``resolve``/``resolve_baseline`` default to :mod:`ajepa.evals.baselines` and exist so that tests can inject
     a stand-in model.
     """
     if resolve is None or resolve_baseline is None:
-        from evals import baselines
+        from ajepa.evals import baselines
 
         resolve = resolve or baselines.resolve_model
         resolve_baseline = resolve_baseline or baselines.resolve_baseline
@@ -246,7 +246,7 @@ def resolve_data(args: argparse.Namespace, source: str, looks_ok: Callable[[Path
 
     Raises :class:`DataNotFound` with the layout expected and the ways to get the data.
     """
-    from evals.download import SOURCES, default_download_dir, ensure_dataset
+    from ajepa.evals.download import SOURCES, default_download_dir, ensure_dataset
 
     given = Path(args.data).expanduser() if args.data else None
     if given is not None and looks_ok(given):
@@ -260,14 +260,14 @@ def resolve_data(args: argparse.Namespace, source: str, looks_ok: Callable[[Path
     raise DataNotFound(
         f"{where} the layout {layout}.\n"
         f"Get it with --download (saved under --data, or {default_download_dir()}), "
-        f"or `python -m evals.download {source}`, or by hand from {SOURCES[source].url} and pass --data."
+        f"or `python -m ajepa.evals.download {source}`, or by hand from {SOURCES[source].url} and pass --data."
     )
 
 
 def cli_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable[[argparse.Namespace], Any]
              ) -> int:
     """Parse ``argv``, run ``body(args)``; data-set problems become a clear message and exit status 2."""
-    from evals.download import DownloadError
+    from ajepa.evals.download import DownloadError
 
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]

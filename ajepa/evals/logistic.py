@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from evals.probe_base import ProbeResult, Standardizer, accuracy, check_features
+from ajepa.evals.probe_base import ProbeResult, Standardizer, accuracy, check_features
 
 __all__ = ["LogRegProbe", "LogRegCVProbe"]
 

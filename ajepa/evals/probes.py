@@ -10,7 +10,7 @@ split leaks into the classifier.
 - :class:`MLPProbe` is the HEAR-style variant: one hidden layer (1024 units) with dropout, same training.
 - :class:`KNNProbe`: cosine k-nearest-neighbours with majority vote (ties go to the class with the larger
   summed similarity).
-- :class:`LogRegProbe` (in :mod:`evals.logistic`, re-exported here): scikit-learn multinomial logistic regression at a fixed ``C``, for comparisons with
+- :class:`LogRegProbe` (in :mod:`ajepa.evals.logistic`, re-exported here): scikit-learn multinomial logistic regression at a fixed ``C``, for comparisons with
   classical log-mel-statistics numbers.
 - :class:`LogRegCVProbe` (``logreg-cv``), the *strong* probe: the same logistic regression with ``C`` chosen by
   cross-validation inside the training part, folds grouped like the outer ones (speaker, source clip). It fits
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from evals.logistic import LogRegCVProbe, LogRegProbe
-from evals.probe_base import Probe, ProbeResult, Standardizer, accuracy, check_features
+from ajepa.evals.logistic import LogRegCVProbe, LogRegProbe
+from ajepa.evals.probe_base import Probe, ProbeResult, Standardizer, accuracy, check_features
 
 __all__ = [
     "ProbeResult",

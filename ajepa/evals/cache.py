@@ -4,7 +4,7 @@ An entry is ``<key>.npz`` (arrays ``embeddings`` (N, D) float32 and ``paths`` (N
 ``allow_pickle=False``) plus a ``<key>.json`` sidecar with human-readable metadata. The key is a SHA-256
 of the model's identity string, the sorted list of (absolute path, size, mtime) of the files, the pooling
 and the sample rate, so a changed file or a different model never returns stale embeddings. The identity covers
-how an encoder is read out as well as its weights (``evals.baselines.EmbedderAdapter`` appends ``:avg<k>`` when
+how an encoder is read out as well as its weights (``ajepa.evals.baselines.EmbedderAdapter`` appends ``:avg<k>`` when
 it averages its last k > 1 hidden states).
 """
 

@@ -1,4 +1,4 @@
-"""Models and baselines behind one small interface (:class:`evals.cache.ClipEmbedder`).
+"""Models and baselines behind one small interface (:class:`ajepa.evals.cache.ClipEmbedder`).
 
 - :class:`LogMelStatsEmbedder`: mean and standard deviation over time of each mel band of the *unnormalised*
   log-mel (the project's own frontend), 2 x 128 = 256 dimensions. A classical, training-free floor.

@@ -261,7 +261,7 @@ def _read_sc_full(
 
 
 def _default_silence_dir(root: Path, seed: int, counts: dict[str, int]) -> Path:
-    from evals.cache import default_cache_root
+    from ajepa.evals.cache import default_cache_root
 
     key = json.dumps({"root": str(root.resolve()), "seed": seed, "counts": counts, "v": 1}, sort_keys=True)
     return default_cache_root() / "speech_commands_silence" / hashlib.sha256(key.encode()).hexdigest()[:16]
