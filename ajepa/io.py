@@ -16,16 +16,6 @@ from ajepa.errors import OutputError
 __all__ = ["atomic_write", "ensure_writable"]
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-# 0o666 less the process umask: the mode a plain open() would give a new file (read once at import).
-_PLAIN_MODE = 0o666 & ~_umask()
-
-
 def atomic_write(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file beside ``dest``, fsync it and rename it to ``dest``.
 
@@ -36,10 +26,11 @@ def atomic_write(dest: str | os.PathLike, write: Callable[[Path], None]) -> Path
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(dest)
+    mode = tmp.stat().st_mode & 0o777  # what the umask gave a new file
     try:
         write(tmp)
         # Writers that replace the file themselves (safetensors does) leave it owner-only: give it a plain file's mode.
-        os.chmod(tmp, _PLAIN_MODE)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)

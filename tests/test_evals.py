@@ -492,3 +492,15 @@ def test_download_resumes_a_partial_file(tmp_path: Path, monkeypatch) -> None:
                      sha256=hashlib.sha256(payload).hexdigest(), progress=False)
     assert seen["range"] == "bytes=300-" and dest.read_bytes() == payload
     assert not dest.with_name("x.bin.part").exists()
+
+
+def test_an_unreadable_clip_is_named_and_left_out_of_an_evaluation(tmp_path):
+    from ajepa.evals.esc50 import load_task
+
+    root = make_esc50(tmp_path / "esc")
+    bad = sorted((root / "audio").iterdir())[0]
+    bad.write_bytes(b"RIFF but not audio")
+    task = load_task(root)
+    assert str(bad) not in task.clips.paths and len(task.clips) == 3 * 5 * 2 - 1
+    assert any(bad.name in note for note in task.clips.notes)
+    assert all(len(split.test) + len(split.train) <= len(task.clips) for split in task.splits)

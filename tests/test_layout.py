@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
     {"models", "objectives", "data"},  # networks only; losses that take tensors; datasets
     {"inference"},  # embedder, read-out, export format
     {"training"},  # the pre-training wrapper, loop and run files
-    {"cli", "hear", "train", "evals", "xares"},  # entry points: commands, HEAR, Hydra, the evaluations, X-ARES
+    {"cli", "hear", "train", "xares"},  # entry points: commands, HEAR, Hydra, the X-ARES encoder
+    {"evals"},  # the evaluations (X-ARES's pipeline uses the X-ARES encoder)
     {"__init__"},  # `import ajepa`
     {"__main__"},  # the `ajepa` command, which reads ajepa.__version__
 ]

@@ -317,3 +317,17 @@ def test_resume_continues_the_uninterrupted_sequence(shard_set: Path, num_worker
     other = ShardedAudioStream(shard_set, 0.1, 8000, seed=10, batch_size=2)
     with pytest.raises(ConfigError, match="other settings"):
         other.load_state_dict(state)
+
+
+def test_a_truncated_shard_is_an_audio_input_error_naming_it(shard_set: Path) -> None:
+    from ajepa.errors import AudioInputError
+
+    import tarfile
+
+    shard = sorted(shard_set.glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        last = [m for m in tar.getmembers() if m.isfile()][-1]
+    data = shard.read_bytes()
+    shard.write_bytes(data[: last.offset_data + last.size // 2])  # cut in the middle of the last member
+    with pytest.raises(AudioInputError, match=shard.name):
+        list(iter_tar_samples(shard))

@@ -60,19 +60,22 @@ def iter_tar_samples(path: str | os.PathLike) -> Iterator[TarSample]:
         return TarSample(key=key or "", ext=audio_ext, audio=parts[audio_ext], meta=meta)
 
     # "r|": strictly sequential reads, the access pattern shards exist for (also works on pipes).
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            member_key, ext = _split_name(member.name)
-            if key is not None and member_key != key:
-                sample = finish()
-                if sample is not None:
-                    yield sample
-                parts = {}
-            key = member_key
-            handle = tar.extractfile(member)
-            parts[ext] = handle.read() if handle is not None else b""
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                member_key, ext = _split_name(member.name)
+                if key is not None and member_key != key:
+                    sample = finish()
+                    if sample is not None:
+                        yield sample
+                    parts = {}
+                key = member_key
+                handle = tar.extractfile(member)
+                parts[ext] = handle.read() if handle is not None else b""
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioInputError(f"{path}: damaged or truncated shard after key {key!r} ({exc})") from None
     if key is not None:
         sample = finish()
         if sample is not None:
@@ -82,11 +85,14 @@ def iter_tar_samples(path: str | os.PathLike) -> Iterator[TarSample]:
 def _count_samples(path: str) -> int:
     """Samples (keys with an audio member) in a tar, from its headers only."""
     keys = set()
-    with tarfile.open(path, mode="r:") as tar:  # random access: headers are read, data is seeked over
-        for member in tar:
-            key, ext = _split_name(member.name)
-            if member.isfile() and _is_audio(ext):
-                keys.add(key)
+    try:
+        with tarfile.open(path, mode="r:") as tar:  # random access: headers are read, data is seeked over
+            for member in tar:
+                key, ext = _split_name(member.name)
+                if member.isfile() and _is_audio(ext):
+                    keys.add(key)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise AudioInputError(f"{path}: damaged or truncated shard ({exc})") from None
     return len(keys)
 
 

@@ -32,7 +32,7 @@ def looks_ok(root: Path) -> bool:
 
 def load_task(root: str | Path, *, split: str = "official", seed: int = 0, folds: int = 5) -> Task:
     """The data set with its protocol: train -> test (``val.csv`` when the test list is absent), or grouped k-fold."""
-    clips = read_arabic_speech_commands(root)
+    clips = read_arabic_speech_commands(root).without_unreadable()
     s = clips.split
     if split == "grouped":
         splits = splits_from_folds(grouped_folds(clips.labels, clips.groups, folds, seed))

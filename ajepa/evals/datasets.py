@@ -23,12 +23,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ClipSet",
@@ -67,6 +71,32 @@ class ClipSet:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def without_unreadable(self) -> ClipSet:
+        """This set without the files whose audio header cannot be read (corrupt, empty, not audio), each named in
+        ``notes``: one bad file is reported and left out rather than ending the evaluation."""
+        bad = []
+        for i, path in enumerate(self.paths):
+            try:
+                info = sf.info(path)
+                ok = info.frames > 0 and info.samplerate > 0
+            except Exception:  # libsndfile's many ways of saying "not audio"
+                ok = False
+            if not ok:
+                bad.append(i)
+        if not bad:
+            return self
+        keep = np.setdiff1d(np.arange(len(self.paths)), bad)
+        log.warning("%s: %d unreadable file(s) left out, e.g. %s", self.name, len(bad), self.paths[bad[0]])
+
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
+
+        return replace(self, paths=[self.paths[i] for i in keep], labels=self.labels[keep], groups=self.groups[keep],
+                       folds=take(self.folds), split=take(self.split),
+                       notes=[*self.notes, f"{len(bad)} unreadable file(s) left out: "
+                              + ", ".join(Path(self.paths[i]).name for i in bad[:10])
+                              + (" ..." if len(bad) > 10 else "")])
 
 
 def _missing_error(root: Path, missing: list[str], total: int, what: str) -> FileNotFoundError:

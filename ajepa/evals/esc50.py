@@ -37,7 +37,7 @@ def load_task(root: str | Path, *, esc10: bool = False) -> Task:
     four source recordings (131943, 134049, 209698, 234879) in two folds each, under different classes. Those are
     named in a warning and a report note; the folds are used as they are (no group check across them).
     """
-    clips = read_esc50(root, esc10=esc10)
+    clips = read_esc50(root, esc10=esc10).without_unreadable()
     splits = splits_from_folds(clips.folds)
     spanning = sorted(g for g in np.unique(clips.groups) if len(np.unique(clips.folds[clips.groups == g])) > 1)
     if spanning:

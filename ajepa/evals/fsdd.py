@@ -41,7 +41,7 @@ def looks_ok(root: Path) -> bool:
 
 def load_task(root: str | Path, *, split: str = "grouped", seed: int = 0, folds: int = 5) -> Task:
     """FSDD with its protocol: ``folds``-fold CV grouped by speaker (seed ``seed``), or the data set's own split."""
-    clips = read_fsdd(root)
+    clips = read_fsdd(root).without_unreadable()
     if split == "official":
         s = clips.split
         splits = [Split("official", np.flatnonzero(s == "train"), np.flatnonzero(s == "test"))]

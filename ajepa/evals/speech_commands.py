@@ -37,7 +37,7 @@ def load_task(root: str | Path, *, task: str = "12", seed: int = 0, folds: int =
               silence_dir: str | Path | None = None) -> Task:
     """Speech Commands with its protocol: the official split (full release) or ``folds``-fold CV grouped by
     speaker with seed ``seed`` (test-set archive)."""
-    clips = read_speech_commands(root, task, seed=seed, silence_dir=silence_dir)
+    clips = read_speech_commands(root, task, seed=seed, silence_dir=silence_dir).without_unreadable()
     if clips.split is not None:
         s = clips.split
         splits = [Split("official", np.flatnonzero(s == "train"), np.flatnonzero(s == "test"),
