@@ -33,7 +33,7 @@ class AjepaEncoder(nn.Module):
     def __init__(self, model: Embedder | str | os.PathLike | None = None, device: str | None = None) -> None:
         super().__init__()
         self.embedder = model if isinstance(model, Embedder) else load(model, device=device or "cpu", bf16=False)
-        frontend, (patch_f, patch_t) = self.embedder.frontend_config, self.embedder.patch
+        frontend, patch_t = self.embedder.frontend_config, self.embedder.patch[1]
         self.sampling_rate: int = self.embedder.sample_rate
         self.hop_size_in_ms: float = patch_t * frontend.hop_ms
         self.output_dim: int = self.embedder.window_grid[0] * self.embedder.embed_dim

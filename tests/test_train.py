@@ -291,12 +291,17 @@ def test_folder_source_skips_and_reports_unreadable_files(tmp_path):
     assert all(np.isfinite(losses(result)))
 
 
+def noise_folder(folder, lengths, seed=0):
+    """``folder`` of 16 kHz noise WAVs of the given lengths (samples): clip00.wav, clip01.wav, ..."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i, n in enumerate(lengths):
+        sf.write(folder / f"clip{i:02d}.wav", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
+    return folder
+
+
 def test_several_crops_per_item_train_with_masks_for_every_crop(tmp_path):
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        sf.write(audio / f"long{i}.wav", (0.1 * rng.standard_normal(48000)).astype(np.float32), 16000)
+    audio = noise_folder(tmp_path / "audio", [48000] * 4)
     cfg = tiny("trainer.max_steps=2", f"data.root={audio}", "data.batch_size=2", "data.crops_per_item=3",
                "data.clip_seconds=2.0", "masking=inverse", "masking.copies=2", "objective=data2vec")
     result = train(cfg, tmp_path / "run")
@@ -314,11 +319,7 @@ def test_several_crops_per_item_train_with_masks_for_every_crop(tmp_path):
 def test_shards_source_trains_and_resumes_exactly(tmp_path):
     from ajepa.data.shard import write_shards
 
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(12):
-        sf.write(audio / f"clip{i:02d}.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32), 16000)
+    audio = noise_folder(tmp_path / "audio", [12000] * 12, seed=1)
     write_shards(audio, tmp_path / "shards", shard_size=4, progress=False)
     args = ["data=shards", f"data.root={tmp_path / 'shards'}", "data.shuffle_buffer=4", "trainer.max_steps=4",
             "trainer.checkpoint_every=2", "trainer.keep_step_checkpoints=true"]

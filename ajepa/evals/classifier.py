@@ -28,7 +28,7 @@ from ajepa.errors import CheckpointError
 from ajepa.features.logmel import LogMelFrontend
 from ajepa.features.tokenizer import AudioTokenizer
 from ajepa.inference.windows import WindowPlan
-from ajepa.inference.model_files import check_weights, parse_model_settings
+from ajepa.inference.model_files import check_weights, parse_model_settings, read_json_config, read_safetensors
 from ajepa.io import atomic_write
 from ajepa.models.vit import ViTEncoder
 
@@ -126,27 +126,16 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
     Raises:
         CheckpointError: a missing folder or file, another format, or weights that do not fit the config.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     cfg_path, weights = path / "config.json", path / "model.safetensors"
     if not cfg_path.is_file() or not weights.is_file():
         raise CheckpointError(f"{path}: not a saved classifier (needs config.json and model.safetensors)")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path}: unreadable ({exc})") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != CLASSIFIER_FORMAT:
-        found = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
-        raise CheckpointError(f"{cfg_path}: not an ajepa classifier (format {found!r})")
+    cfg = read_json_config(cfg_path, CLASSIFIER_FORMAT, "classifier")
     labels = cfg.get("labels")
     if not isinstance(labels, list) or not 1 <= len(labels) <= MAX_LABELS or not all(isinstance(x, str) for x in labels):
         raise CheckpointError(f"{cfg_path}: 'labels' must be a list of 1..{MAX_LABELS} strings")
     settings = parse_model_settings(cfg, cfg_path)  # the same bounds as an exported encoder's
-    try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as exc:  # SafetensorError, OSError, header errors: all mean "not valid weights"
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    state = read_safetensors(weights)
 
     frontend = LogMelFrontend(settings["frontend"])  # bounded by the checked settings; no weights of its own
 

@@ -38,7 +38,8 @@ from ajepa.models.sizes import EncoderConfig
 from ajepa.inference.quantization import dequantize_int8, quantize_int8
 
 __all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "WEIGHTS_DTYPES", "WEIGHTS_NAME", "check_weights",
-           "export_paths", "parse_model_settings", "read_export", "read_training_checkpoint", "write_export"]
+           "export_paths", "parse_model_settings", "read_export", "read_json_config", "read_safetensors",
+           "read_training_checkpoint", "write_export"]
 
 EXPORT_FORMAT = "ajepa-encoder"
 EXPORT_VERSION = 1
@@ -100,12 +101,7 @@ def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, A
     for p in (weights, cfg_path):
         if not p.is_file():
             raise CheckpointError(f"{path}: exported model incomplete, {p} is missing")
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path}: not a readable JSON config ({exc})") from None
-    if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"{cfg_path}: not an ajepa exported model config (missing format={EXPORT_FORMAT!r})")
+    raw = read_json_config(cfg_path, EXPORT_FORMAT, "exported model")
     version = raw.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= EXPORT_VERSION:
         raise CheckpointError(f"{cfg_path}: export version {version!r} is not supported (this ajepa reads "
@@ -122,7 +118,7 @@ def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, A
     if raw.get("sample_rate") is not None and raw["sample_rate"] != cfg["frontend"].sample_rate:
         raise CheckpointError(f"{cfg_path}: sample_rate {raw['sample_rate']} disagrees with frontend.sample_rate "
                               f"{cfg['frontend'].sample_rate}")
-    return _read_safetensors(weights), cfg
+    return read_safetensors(weights), cfg
 
 
 def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
@@ -210,7 +206,19 @@ def _dataclass_from(cls: type, values: Any, name: str, where: Path, required: tu
         raise CheckpointError(f"{where}: invalid '{name}' config ({exc})") from None
 
 
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
+def read_json_config(path: Path, fmt: str, what: str) -> dict[str, Any]:
+    """A model file's ``config.json`` as a dict whose ``format`` is ``fmt``; else a CheckpointError naming ``what``
+    the file should have been."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable JSON config ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
+        raise CheckpointError(f"{path}: not an ajepa {what} config (missing format={fmt!r})")
+    return raw
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     try:
