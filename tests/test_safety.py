@@ -306,3 +306,11 @@ def test_fuzzed_arrays_embed_or_fail_with_a_package_error(export, seed):
                 except AjepaError:
                     continue
                 assert np.isfinite(np.asarray(out, dtype=np.float64)).all(), (shape, dtype, sr)
+
+
+def test_a_run_directory_that_cannot_be_created_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run folder should be")
+    with pytest.raises(RunDirectoryError, match="cannot create the run directory"):
+        train(tiny("trainer.max_steps=1"), blocker / "run")
+    assert precheck([f"hydra.run.dir={tmp_path}", "resume=false"]) is None  # an empty folder is fine
