@@ -77,6 +77,25 @@ def pack_esc50(data: str | Path, env_root: str | Path, settings) -> list[int]:
     return folds
 
 
+def _decode_with_soundfile() -> None:
+    """X-ARES decodes its audio tars with ``torchaudio.load``, which from torchaudio 2.9 needs torchcodec (and
+    FFmpeg). Where torchcodec is missing, give it the soundfile decoder ajepa reads audio with (same samples)."""
+    import torchaudio
+
+    try:
+        import torchcodec  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import soundfile as sf
+
+    def load(path, *args, **kwargs):
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+        return torch.from_numpy(data.T.copy()), sr
+
+    torchaudio.load = load
+
+
 def main(argv: list[str] | None = None) -> int:
     """Pack the folds, run X-ARES's ESC-50 task with the encoder, print and write the MLP and kNN accuracies."""
     p = argparse.ArgumentParser(prog="python -m ajepa.evals.xares_esc50", description=__doc__.split("\n\n")[0])
@@ -91,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ajepa.xares import AjepaEncoder
 
+    _decode_with_soundfile()
     folds = pack_esc50(args.data, args.env_root, XaresSettings())
     encoder = LogmelStatsEncoder() if args.model == "logmel" else AjepaEncoder(
         None if args.model == "default" else args.model)
