@@ -102,13 +102,27 @@ class RunLock:
         except OSError as exc:
             raise RunDirectoryError(f"cannot create the run directory {self.root}: {exc.strerror}") from None
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        # The lock appears whole or not at all: written under a private name, then hard-linked to its own (a link
+        # fails if the name exists, which makes taking it exclusive), so a reader never finds half an owner.
+        draft = self.root / f"{LOCK_NAME}.{owner['pid']}.tmp"
+        try:
+            draft.write_text(json.dumps(owner))
+        except OSError as exc:
+            reason = "read-only file system" if exc.errno == errno.EROFS else exc.strerror
+            raise RunDirectoryError(f"the run directory {self.root} is not writable ({reason})") from None
+        try:
+            return self._link(draft)
+        finally:
+            draft.unlink(missing_ok=True)
+
+    def _link(self, draft: Path) -> RunLock:
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.link(draft, self.path)
             except FileExistsError:
                 held = self._owner()
-                if held is not None and held.get("host") == owner["host"] and isinstance(held.get("pid"), int) \
-                        and not _process_alive(held["pid"]):
+                if held is not None and held.get("host") == socket.gethostname() \
+                        and isinstance(held.get("pid"), int) and not _process_alive(held["pid"]):
                     logger.warning("taking over the stale lock of process %s (no longer running) on %s",
                                    held["pid"], self.root)
                     self.path.unlink(missing_ok=True)
@@ -119,11 +133,15 @@ class RunLock:
                     f"{self.root} is in use by {who}: two runs in one directory would interleave their metrics and "
                     f"checkpoints. Wait for it to finish, use another hydra.run.dir, or, if that process is gone, "
                     f"delete {self.path}") from None
-            except OSError as exc:
-                reason = "read-only file system" if exc.errno == errno.EROFS else exc.strerror
-                raise RunDirectoryError(f"the run directory {self.root} is not writable ({reason})") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(owner, f)
+            except OSError:  # a file system without hard links: an exclusive create, then the owner
+                try:
+                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                except OSError as exc:
+                    raise RunDirectoryError(f"cannot take the lock {self.path} ({exc.strerror})") from None
+                with os.fdopen(fd, "w") as f:
+                    f.write(draft.read_text())
             self.held = True
             return self
         raise RunDirectoryError(f"could not take the lock {self.path}")
