@@ -62,10 +62,14 @@ def compose_config(overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def resolve_paths(config: dict[str, Any]) -> dict[str, Any]:
-    """Make the user-given paths (``data.root``, a ``resume`` path) absolute against the launch directory."""
+    """Make the user-given paths (``data.root``, a ``resume`` path, ``objective.teacher``) absolute against the
+    launch directory."""
     data = config.get("data", {})
     if data.get("root"):
         data["root"] = os.path.normpath(to_absolute_path(str(data["root"])))
+    objective = config.get("objective", {})
+    if objective.get("teacher"):
+        objective["teacher"] = os.path.normpath(to_absolute_path(str(objective["teacher"])))
     resume = config.get("resume")
     if isinstance(resume, str) and resume not in ("true", "false", "auto", ""):
         config["resume"] = os.path.normpath(to_absolute_path(resume))

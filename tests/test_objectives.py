@@ -11,7 +11,7 @@ from ajepa.masking import MaskCollator, MaskingConfig
 from ajepa.models import ENCODER_SIZES, PredictorConfig
 from ajepa.objectives import ObjectiveConfig, build_objective, centre_per_position, instance_norm
 from ajepa.train import compose_config
-from ajepa.training.loop import train
+from ajepa.training.loop import build_model, train
 from ajepa.training.model import AudioJEPA
 
 ENCODER = replace(ENCODER_SIZES["mini"], embed_dim=32, depth=3, num_heads=2)
@@ -120,3 +120,31 @@ def test_position_centring_changes_the_targets_not_their_shape() -> None:
     a, b = plain.targets(tokens, GRID, None), centred.targets(tokens, GRID, None)
     assert a.shape == b.shape and not torch.allclose(a, b)
     torch.testing.assert_close(b, a - a.mean(0, keepdim=True))
+
+
+def test_frozen_teacher_stays_fixed_while_the_student_learns(tmp_path) -> None:
+    from ajepa.checkpoint import load_checkpoint
+    from ajepa.errors import ConfigError
+    from ajepa.inference.model_files import read_training_checkpoint
+
+    teacher_run = train(compose_config([*TINY, "trainer.max_steps=2", "seed=1"]), tmp_path / "teacher")
+    teacher = read_training_checkpoint(teacher_run.checkpoint)[0]
+    student_run = train(compose_config([*TINY, "trainer.max_steps=3", f"objective.teacher={teacher_run.checkpoint}"]),
+                        tmp_path / "student")
+    model = load_checkpoint(student_run.checkpoint)["model"]
+    for key, value in teacher.items():  # the EMA never touched the teacher
+        assert torch.equal(model[f"target_encoder.{key}"], value)
+    init = build_model(compose_config(TINY), torch.device("cpu")).state_dict()  # the student's start (seed 0)
+    qkv = "context_encoder.blocks.0.attn.qkv.weight"
+    assert not torch.equal(model[qkv], init[qkv])  # the student learned
+    assert not torch.equal(init[qkv], teacher["blocks.0.attn.qkv.weight"])  # from its own init, not the teacher
+    # The run's result is its student: a checkpoint's default encoder is the context encoder.
+    state, cfg = read_training_checkpoint(student_run.checkpoint)
+    assert cfg["source_encoder"] == "context"
+    assert torch.equal(state["blocks.0.attn.qkv.weight"], model["context_encoder.blocks.0.attn.qkv.weight"])
+    # A teacher of another shape, or for an objective without targets of an encoder, is refused.
+    with pytest.raises(ConfigError, match="encoder"):
+        train(compose_config([*TINY, "model.encoder.embed_dim=64", "trainer.max_steps=1",
+                              f"objective.teacher={teacher_run.checkpoint}"]), tmp_path / "wide")
+    with pytest.raises(ConfigError, match="teacher"):
+        compose_config([*TINY, "objective=mae", f"+objective.teacher={teacher_run.checkpoint}"])

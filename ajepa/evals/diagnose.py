@@ -89,7 +89,7 @@ def diagnose_checkpoint(path: Path | None, wav: torch.Tensor, lengths: torch.Ten
     model.eval()
     tokenizer = build_tokenizer(cfg, torch.device("cpu"))
     tok = tokenizer(wav, lengths)
-    encoder = model.target_encoder if model.target_encoder is not None else model.context_encoder
+    encoder = model.learned_encoder
     depth = len(encoder.blocks)
     states = encoder.forward_intermediates(tok.tokens, tok.grid, list(range(depth + 1)))
     out: dict[str, Any] = {"step": int(ckpt["step"])}

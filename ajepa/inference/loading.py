@@ -15,7 +15,7 @@ from ajepa.errors import AudioInputError, CheckpointError, ConfigError
 from ajepa.features.logmel import LogMelFrontend
 from ajepa.inference.embedder import Embedder, pick_device
 from ajepa.inference.inputs import AudioSource
-from ajepa.inference.model_files import check_weights, read_export, read_training_checkpoint
+from ajepa.inference.model_files import check_encoder_weights, read_model_file
 from ajepa.inference.readout import LEGACY_READOUT
 from ajepa.models.vit import ViTEncoder
 from ajepa.pretrained import DEFAULT_LICENSE, MODELS, default_model_path
@@ -71,15 +71,7 @@ def load(
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
-    if path.is_dir() or path.suffix.lower() in (".safetensors", ".json"):
-        state, cfg = read_export(path)
-        if encoder is not None and encoder != cfg["source_encoder"]:
-            raise CheckpointError(
-                f"{path}: this export holds the {cfg['source_encoder']} encoder, not the {encoder} encoder; "
-                f"export the other one from the training checkpoint with --encoder {encoder}"
-            )
-    else:
-        state, cfg = read_training_checkpoint(path, encoder)
+    state, cfg = read_model_file(path, encoder)
     readout = cfg["readout"]
     if readout is None:
         readout = LEGACY_READOUT
@@ -89,9 +81,7 @@ def load(
     try:
         # The weights are checked against an encoder built on the meta device (shapes, no memory) first, so a
         # config that asks for more than its weights hold fails before anything of that size is allocated.
-        with torch.device("meta"):
-            skeleton = ViTEncoder(cfg["encoder"])
-        check_weights(skeleton.state_dict(), state, path)
+        check_encoder_weights(cfg["encoder"], state, path)
         vit = ViTEncoder(cfg["encoder"])
         vit.load_state_dict(state, strict=True)
         # Weights stored in another float dtype are copied into the module's own float32 parameters.

@@ -35,11 +35,12 @@ from ajepa.inference.choices import WEIGHTS_DTYPES
 from ajepa.inference.model_card import infer_license
 from ajepa.inference.readout import Readout
 from ajepa.models.sizes import EncoderConfig
+from ajepa.models.vit import ViTEncoder
 from ajepa.inference.quantization import dequantize_int8, quantize_int8
 
-__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "WEIGHTS_DTYPES", "WEIGHTS_NAME", "check_weights",
-           "export_paths", "parse_model_settings", "read_export", "read_json_config", "read_safetensors",
-           "read_training_checkpoint", "write_export"]
+__all__ = ["CONFIG_NAME", "EXPORT_FORMAT", "EXPORT_VERSION", "WEIGHTS_DTYPES", "WEIGHTS_NAME", "check_encoder_weights",
+           "check_weights", "export_paths", "parse_model_settings", "read_export", "read_json_config",
+           "read_model_file", "read_safetensors", "read_training_checkpoint", "write_export"]
 
 EXPORT_FORMAT = "ajepa-encoder"
 EXPORT_VERSION = 1
@@ -79,6 +80,37 @@ def write_export(state: dict[str, Tensor], config: dict[str, Any], out: str | os
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return weights
+
+
+def read_model_file(path: str | os.PathLike, encoder: str | None = None
+                    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Either kind of model file: an export (a folder, ``.safetensors`` or ``.json``) or a training checkpoint.
+
+    ``encoder`` names the encoder wanted ("target"/"context"); ``None`` takes the file's default
+    (:func:`read_training_checkpoint`). Returns ``(state_dict, config)`` as :func:`read_export` does.
+
+    Raises:
+        CheckpointError: an unreadable file, or an export that holds another encoder than the one named.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir() or path.suffix.lower() in (".safetensors", ".json"):
+        state, cfg = read_export(path)
+        if encoder is not None and encoder != cfg["source_encoder"]:
+            raise CheckpointError(
+                f"{path}: this export holds the {cfg['source_encoder']} encoder, not the {encoder} encoder; "
+                f"export the other one from the training checkpoint with --encoder {encoder}"
+            )
+        return state, cfg
+    return read_training_checkpoint(path, encoder)
+
+
+def check_encoder_weights(encoder: EncoderConfig, state: dict[str, Any], where: str | os.PathLike) -> None:
+    """``state`` holds exactly the weights of a ``ViTEncoder(encoder)``, checked against one built on the meta
+    device (shapes, no memory), so that a config asking for more than its weights hold fails before anything of
+    that size is allocated. Raises CheckpointError (:func:`check_weights`)."""
+    with torch.device("meta"):
+        skeleton = ViTEncoder(encoder)
+    check_weights(skeleton.state_dict(), state, where)
 
 
 def read_export(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -126,7 +158,9 @@ def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
     """The ``encoder`` ("target"/"context") state_dict and parsed config of a training checkpoint.
 
     ``encoder=None`` takes the target encoder, or the only encoder the checkpoint holds (an MAE run trains a
-    context encoder alone). Training checkpoints record no read-out: ``config["readout"]`` is ``None``.
+    context encoder alone), or the context encoder of a run with a frozen teacher (``objective.teacher``: its
+    target encoder is the teacher it was given, not what it learned). Training checkpoints record no read-out:
+    ``config["readout"]`` is ``None``.
 
     Raises:
         CheckpointError: anything but a valid ajepa training checkpoint (pickled objects are refused unread), or
@@ -139,10 +173,11 @@ def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
         raise CheckpointError(f"{path}: checkpoint has no 'model' state_dict")
     present = [e for e in ("target", "context")
                if any(isinstance(k, str) and k.startswith(f"{e}_encoder.") for k in model)]
+    run = ckpt.get("config")
     if encoder is None:
         if not present:
             raise CheckpointError(f"{path}: checkpoint has no target_encoder.* or context_encoder.* weights")
-        encoder = present[0]
+        encoder = "context" if "context" in present and _frozen_teacher(run) else present[0]
     elif encoder not in present:
         held = f"it holds only the {present[0]} encoder" if len(present) == 1 else "it holds no encoder weights"
         raise CheckpointError(f"{path}: checkpoint has no {encoder}_encoder.* weights ({held})")
@@ -150,9 +185,14 @@ def read_training_checkpoint(path: str | os.PathLike, encoder: str | None = None
     state = {k[len(prefix):]: v for k, v in model.items() if isinstance(k, str) and k.startswith(prefix)}
     cfg = parse_model_settings(_model_settings(ckpt), path, encoder)
     cfg["readout"] = None
-    run = ckpt.get("config")
     cfg["license"] = infer_license(run.get("data") if isinstance(run, dict) else None)
     return state, cfg
+
+
+def _frozen_teacher(run: Any) -> bool:
+    """Whether a checkpoint's run config names a frozen teacher (``objective.teacher``)."""
+    objective = run.get("objective") if isinstance(run, dict) else None
+    return isinstance(objective, dict) and objective.get("teacher") is not None
 
 
 def _model_settings(ckpt: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class ObjectiveConfig:
     ignored key. ``target_layers``: how many of the target encoder's last hidden states are averaged into a target
     (jepa: 1, I-JEPA's final output; data2vec: ``None``, every block). ``position_centring``: subtract each
     position's batch mean from the targets, so that what the position alone predicts is not rewarded.
+    ``teacher``: a model file (training checkpoint or export) whose encoder becomes a frozen target encoder (SALT,
+    arXiv 2509.24317): no EMA, the context encoder learns from scratch to predict it, and the run's result is the
+    context encoder.
 
     ``variance_weight`` / ``covariance_weight``: VICReg terms on the context encoder's output tokens, for any
     objective (:class:`ajepa.objectives.VarianceCovariance`); 0 and 0 leave them out. ``ignore_padding``: targets
@@ -39,6 +42,7 @@ class ObjectiveConfig:
     target_layernorm: bool | None = None
     target_layers: int | None = None
     position_centring: bool | None = None
+    teacher: str | None = None
     variance_weight: float = 0.0
     covariance_weight: float = 0.0
     ignore_padding: bool = True
@@ -49,7 +53,8 @@ class ObjectiveConfig:
             raise ConfigError(f"unknown objective {self.name!r}; choose one of {OBJECTIVES}")
         latent_only = {k: v for k, v in (("loss", self.loss), ("target_layernorm", self.target_layernorm),
                                          ("target_layers", self.target_layers),
-                                         ("position_centring", self.position_centring)) if v is not None}
+                                         ("position_centring", self.position_centring),
+                                         ("teacher", self.teacher)) if v is not None}
         if self.name == "mae" and latent_only:
             raise ConfigError(f"objective.{', objective.'.join(latent_only)} appl"
                               f"{'ies' if len(latent_only) == 1 else 'y'} to jepa and data2vec only: mae regresses "

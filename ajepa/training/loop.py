@@ -57,6 +57,7 @@ from ajepa.training.run_files import (
 )
 from ajepa.seeding import seed_from
 from ajepa.runtime import autocast_dtype, cpu_thread_count, cpu_threads, deterministic, maybe_compile
+from ajepa.inference.model_files import check_encoder_weights, read_model_file
 from ajepa.inference.readout import resolve_average_layers
 from ajepa.training.run_guard import RunDirectoryError, RunLock, check_reuse, remove_stale_temporaries
 from ajepa.training.state import StepOutput, TrainState
@@ -78,7 +79,27 @@ def build_model(cfg: RunConfig, device: torch.device) -> AudioJEPA:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = AudioJEPA(cfg.model.encoder, cfg.model.predictor, cfg.objective)
+    if cfg.objective.teacher is not None:
+        load_teacher(model, cfg)
     return model.to(device)
+
+
+def load_teacher(model: AudioJEPA, cfg: RunConfig) -> None:
+    """Load ``cfg.objective.teacher``'s encoder (a checkpoint's default encoder, or an export's) into the model's
+    frozen target encoder. The teacher must have the run's encoder shape and front end: its features of other
+    log-mels would be targets for another input.
+
+    Raises:
+        CheckpointError: an unreadable model file, or weights that do not fit the run's encoder.
+        ConfigError: a teacher with another encoder shape or front end than the run's.
+    """
+    path = cfg.objective.teacher
+    state, teacher = read_model_file(path)
+    for key, ours in (("encoder", cfg.model.encoder), ("frontend", cfg.frontend)):
+        if teacher[key] != ours:
+            raise ConfigError(f"objective.teacher={path}: its {key} {teacher[key]} differs from the run's {ours}")
+    check_encoder_weights(cfg.model.encoder, state, path)
+    model.target_encoder.load_state_dict(state, strict=True)
 
 
 def build_tokenizer(cfg: RunConfig, device: torch.device) -> AudioTokenizer:
@@ -318,8 +339,7 @@ class _Run:
                   "clips_per_s": self.global_batch * self.window_steps / max(now - self.window_start, 1e-9)}
         if probe_due and self.probe is not None:
             model = self.state.model
-            encoder = model.target_encoder if model.target_encoder is not None else model.context_encoder
-            record["probe_accuracy"] = self.probe.measure(encoder, self.tokenizer.frontend, self.cfg.data.clip_seconds)
+            record["probe_accuracy"] = self.probe.measure(model.learned_encoder, self.tokenizer.frontend, self.cfg.data.clip_seconds)
             now = time.perf_counter()
         self.window_start, self.window_steps = now, 0
         if self.metrics is not None:

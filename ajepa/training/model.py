@@ -30,7 +30,8 @@ class AudioJEPA(nn.Module):
     (:mod:`ajepa.objectives`) turns the target encoder's hidden states, or the patches, into one target per token;
     this wrapper gathers each copy's target positions, and the predictor, with positional mask tokens, predicts
     them from the copy's context. mae has no target encoder (``target_encoder is None``, ``update_target`` is a
-    no-op). The monitors describe the targets for the latent objectives and the context features for mae
+    no-op). With ``objective.teacher`` the target encoder is a frozen teacher (``frozen_teacher``; the training
+    loop loads its weights, ``update_target`` is a no-op) and :attr:`learned_encoder` is the context encoder. The monitors describe the targets for the latent objectives and the context features for mae
     (``target_embeddings`` is then ``(R * N_ctx, D)``): the representation that could collapse.
     """
 
@@ -44,8 +45,17 @@ class AudioJEPA(nn.Module):
         self.teacher_layers = self.objective.teacher_layers(encoder.depth)  # raises ConfigError when out of range
         if self.objective.uses_target_encoder:
             self.target_encoder = copy.deepcopy(self.context_encoder).requires_grad_(False).eval()
+        self.frozen_teacher = objective.teacher is not None
         self.predictor = Predictor(encoder.embed_dim, predictor,
                                    self.objective.output_dim(encoder.embed_dim, encoder.patch_dim))
+
+    @property
+    def learned_encoder(self) -> ViTEncoder:
+        """The encoder this training delivers: the EMA target encoder, or the context encoder where there is no
+        target encoder (mae) or where it is a frozen teacher."""
+        if self.target_encoder is None or self.frozen_teacher:
+            return self.context_encoder
+        return self.target_encoder
 
     def train(self, mode: bool = True) -> AudioJEPA:
         super().train(mode)
@@ -99,8 +109,9 @@ class AudioJEPA(nn.Module):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """EMA in place: ``target = momentum * target + (1 - momentum) * context``; no-op without a target encoder."""
-        if self.target_encoder is None:
+        """EMA in place: ``target = momentum * target + (1 - momentum) * context``; no-op without a target encoder
+        or with a frozen teacher."""
+        if self.target_encoder is None or self.frozen_teacher:
             return
         if not 0.0 <= momentum <= 1.0:
             raise ConfigError(f"EMA momentum must be in [0, 1], got {momentum}")
