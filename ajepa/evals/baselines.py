@@ -165,7 +165,8 @@ def weights_fingerprint(path: str | os.PathLike) -> str:
 def _load_inference(path: str | os.PathLike, encoder: str | None, device: str, average_layers: int | str = 1
                     ) -> Any:
     """``ajepa.inference.load``; ``encoder=None`` takes the target encoder of a training checkpoint, or its
-    only encoder (an MAE run's context encoder), and the one encoder of an export."""
+    only encoder (an MAE run's context encoder), or its student when the target encoder is a frozen teacher,
+    and the one encoder of an export."""
     from ajepa.inference import load
 
     # fp32 always: the figures must not depend on whether this CPU computes bf16 natively.
@@ -204,7 +205,8 @@ def resolve_model(spec: str, *, device: str = "cpu", seed: int = 0, encoder: str
 
     ``random:PATH`` is a random-init encoder with the architecture, front end and ``clip_seconds`` of the
     model at ``PATH`` (:func:`random_like_model`). ``encoder`` picks the encoder of a training checkpoint
-    (``None``: target, or context when there is no target encoder). ``average_layers`` applies to either.
+    (``None``: target, or context when there is no target encoder or it is a frozen teacher). ``average_layers``
+    applies to either.
     """
     if spec.startswith("random:"):
         target, s = _split_random_spec(spec)

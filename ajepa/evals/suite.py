@@ -310,7 +310,8 @@ def run_suite(args: argparse.Namespace, *, resolve: Callable[..., tuple[str, Any
         "meta": {"command": "python -m ajepa.evals.suite " + shlex.join(argv), "argv": argv, "probe": args.probe,
                  "seed": args.seed, "folds": args.folds, "device": args.device, "pooling": args.pooling,
                  "average_layers": args.average_layers,
-                 "encoder": args.encoder or "target (context for checkpoints without a target encoder, e.g. MAE)",
+                 "encoder": args.encoder or ("target (context for checkpoints without a target encoder, e.g. MAE, "
+                                             "or whose target encoder is a frozen teacher)"),
                  "std": STD_NOTE, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "tasks": {t: {"dataset": task.clips.name, "data": str(root), "n_clips": len(task.clips),
                       "n_classes": len(task.clips.class_names), "class_names": list(task.clips.class_names),
@@ -385,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of probes and grouped folds (default 0)")
     p.add_argument("--folds", type=int, default=5, help="k of speaker-grouped k-fold (default 5)")
     p.add_argument("--encoder", choices=("target", "context"), default=None,
-                   help="encoder of training checkpoints (default: target, or context where there is none, e.g. MAE)")
+                   help="encoder of training checkpoints (default: target, or context where there is none, "
+                        "e.g. MAE, or where it is a frozen teacher)")
     p.add_argument("--out", default="reports/suite", help="report folder (default reports/suite)")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/ajepa/embeddings)")
     p.add_argument("--device", default="cpu", help="torch device for embedding and probes (default cpu)")

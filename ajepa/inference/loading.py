@@ -46,7 +46,8 @@ def load(
         encoder: which encoder of a training checkpoint: ``"target"`` (the EMA target encoder: the smoother,
             better-evaluating representation in I-JEPA-style training, and what computed the targets) or
             ``"context"``. ``None`` takes the target encoder, or the only encoder the file holds (an MAE run's
-            context encoder, an export's one encoder); naming an encoder that is not there is an error.
+            context encoder, an export's one encoder), or the context encoder of a run whose target encoder was
+            a frozen teacher (``objective.teacher``); naming an encoder that is not there is an error.
         device: where to run; ``None`` picks CUDA, then MPS, then CPU.
         bf16: bfloat16 autocast for the encoder: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, where it
             is faster), ``True`` or ``False`` (see :class:`Embedder`).
