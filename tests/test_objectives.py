@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from ajepa.errors import CheckpointError
 from ajepa.masking import MaskCollator, MaskingConfig
 from ajepa.models import ENCODER_SIZES, PredictorConfig
 from ajepa.objectives import ObjectiveConfig, build_objective, centre_per_position, instance_norm
@@ -148,3 +149,34 @@ def test_frozen_teacher_stays_fixed_while_the_student_learns(tmp_path) -> None:
                               f"objective.teacher={teacher_run.checkpoint}"]), tmp_path / "wide")
     with pytest.raises(ConfigError, match="teacher"):
         compose_config([*TINY, "objective=mae", f"+objective.teacher={teacher_run.checkpoint}"])
+    with pytest.raises(ConfigError, match="must name a model file"):
+        compose_config([*TINY, "objective.teacher=''"])
+
+
+def test_a_frozen_teacher_run_resumes_from_its_checkpoint_alone(tmp_path) -> None:
+    teacher_run = train(compose_config([*TINY, "trainer.max_steps=1", "seed=1"]), tmp_path / "teacher")
+    args = [*TINY, "trainer.max_steps=4", "trainer.checkpoint_every=2", "trainer.keep_step_checkpoints=true",
+            f"objective.teacher={teacher_run.checkpoint}"]
+    full = train(compose_config(args), tmp_path / "full")
+    teacher_run.checkpoint.unlink()  # the checkpoint holds the teacher: its file is read only at the start
+    step2 = tmp_path / "full" / "checkpoints" / "step_000002.pt"
+    resumed = train(compose_config([*args, f"resume={step2}"]), tmp_path / "resumed")
+    assert [r["loss"] for r in resumed.records] == [r["loss"] for r in full.records][2:]
+    with pytest.raises(CheckpointError):  # a fresh run does need it
+        train(compose_config(args), tmp_path / "fresh")
+
+
+def test_with_a_frozen_teacher_the_monitors_watch_the_student() -> None:
+    torch.manual_seed(0)
+    model = AudioJEPA(ENCODER, PREDICTOR, ObjectiveConfig(teacher="teacher.pt"))  # the loop loads the weights
+    b = 3
+    masks = MaskCollator(MaskingConfig(), GRID, seed=0).masks(b, 0)
+    tokens = torch.randn(b, N, ENCODER.patch_dim)
+    out = model(tokens, GRID, masks.context_idx, masks.target_idx)
+    # The teacher's targets cannot collapse, the student's features can: (R * N_ctx, D), not the targets' count.
+    z = model.context_encoder(tokens, GRID, keep_idx=masks.context_idx)
+    torch.testing.assert_close(out["target_embeddings"], z.reshape(-1, ENCODER.embed_dim))
+    assert model.learned_encoder is model.context_encoder
+    before = [p.clone() for p in model.target_encoder.parameters()]
+    model.update_target(0.5)  # no EMA onto a frozen teacher
+    assert all(torch.equal(a, p) for a, p in zip(before, model.target_encoder.parameters()))

@@ -38,3 +38,27 @@ def test_the_xares_checker_accepts_the_encoder(encoder):
                                   reason="xares is not installed: pip install 'ajepa[xares]'")
     assert checker.check_audio_encoder(encoder) is True
     assert checker.check_audio_encoder(AjepaEncoder()) is True  # the shipped default
+
+
+def test_xares_decodes_with_soundfile_only_inside_the_run(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    import torchaudio
+
+    from ajepa.evals.xares_esc50 import _decoding_with_soundfile
+
+    try:  # the stand-in matters only where torchcodec is absent
+        import torchcodec  # noqa: F401
+        pytest.skip("torchcodec is installed: torchaudio.load decodes by itself")
+    except ImportError:
+        pass
+    wav = (0.1 * np.random.default_rng(0).standard_normal((800, 2))).astype(np.float32)
+    sf.write(tmp_path / "a.wav", wav, 16000, subtype="FLOAT")
+    original = torchaudio.load
+    with _decoding_with_soundfile():
+        data, sr = torchaudio.load(str(tmp_path / "a.wav"))
+        assert sr == 16000 and data.shape == (2, 800)  # channels first, as torchaudio gives them
+        torch.testing.assert_close(data, torch.from_numpy(wav.T.copy()))
+        with pytest.raises(TypeError, match="path only"):
+            torchaudio.load(str(tmp_path / "a.wav"), frame_offset=100)
+    assert torchaudio.load is original

@@ -14,10 +14,12 @@ and reports their accuracies. ``--model logmel`` is a log-mel statistics encoder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -77,23 +79,34 @@ def pack_esc50(data: str | Path, env_root: str | Path, settings) -> list[int]:
     return folds
 
 
-def _decode_with_soundfile() -> None:
-    """X-ARES decodes its audio tars with ``torchaudio.load``, which from torchaudio 2.9 needs torchcodec (and
-    FFmpeg). Where torchcodec is missing, give it the soundfile decoder ajepa reads audio with (same samples)."""
+@contextlib.contextmanager
+def _decoding_with_soundfile() -> Iterator[None]:
+    """X-ARES's loader (webdataset's ``torch_audio`` decoder) calls ``torchaudio.load(path)``, which from torchaudio
+    2.9 needs torchcodec (and FFmpeg). Where torchcodec is missing, it gets the soundfile decoder ajepa reads audio
+    with (the same samples) for the duration of the block; ``torchaudio.load`` is restored after it."""
     import torchaudio
 
     try:
         import torchcodec  # noqa: F401
-        return
     except ImportError:
         pass
+    else:
+        yield
+        return
     import soundfile as sf
 
-    def load(path, *args, **kwargs):
+    def load(path: str, *args: object, **kwargs: object) -> tuple[Tensor, int]:
+        if args or kwargs:  # options the stand-in does not implement must not be silently dropped
+            raise TypeError(f"ajepa's soundfile stand-in for torchaudio.load takes a path only, got {args} {kwargs}")
         data, sr = sf.read(path, dtype="float32", always_2d=True)
         return torch.from_numpy(data.T.copy()), sr
 
+    original = torchaudio.load
     torchaudio.load = load
+    try:
+        yield
+    finally:
+        torchaudio.load = original
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ajepa.xares import AjepaEncoder
 
-    _decode_with_soundfile()
     folds = pack_esc50(args.data, args.env_root, XaresSettings())
     encoder = LogmelStatsEncoder() if args.model == "logmel" else AjepaEncoder(
         None if args.model == "default" else args.model)
@@ -119,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     config.k_fold_splits = folds
     config.update_tar_name_of_split()
     config.torch_num_threads = torch.get_num_threads()
-    (mlp, _), (knn, _) = XaresTask(config).run()
+    with _decoding_with_soundfile():
+        (mlp, _), (knn, _) = XaresTask(config).run()
     result = {"model": args.model, "encoder": type(encoder).__name__, "folds": folds, "mlp_accuracy": float(mlp),
               "knn_accuracy": float(knn)}
     print(json.dumps(result))

@@ -55,6 +55,8 @@ class ObjectiveConfig:
                                          ("target_layers", self.target_layers),
                                          ("position_centring", self.position_centring),
                                          ("teacher", self.teacher)) if v is not None}
+        if self.teacher is not None and not self.teacher.strip():
+            raise ConfigError("objective.teacher must name a model file (a checkpoint or an export), or be null")
         if self.name == "mae" and latent_only:
             raise ConfigError(f"objective.{', objective.'.join(latent_only)} appl"
                               f"{'ies' if len(latent_only) == 1 else 'y'} to jepa and data2vec only: mae regresses "

@@ -79,15 +79,14 @@ def build_model(cfg: RunConfig, device: torch.device) -> AudioJEPA:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = AudioJEPA(cfg.model.encoder, cfg.model.predictor, cfg.objective)
-    if cfg.objective.teacher is not None:
-        load_teacher(model, cfg)
     return model.to(device)
 
 
 def load_teacher(model: AudioJEPA, cfg: RunConfig) -> None:
     """Load ``cfg.objective.teacher``'s encoder (a checkpoint's default encoder, or an export's) into the model's
-    frozen target encoder. The teacher must have the run's encoder shape and front end: its features of other
-    log-mels would be targets for another input.
+    frozen target encoder, once, when a run starts: a resumed run reads its teacher from its own checkpoint, so
+    the teacher's file is needed only at the start. The teacher must have the run's encoder shape and front end:
+    its features of other log-mels would be targets for another input.
 
     Raises:
         CheckpointError: an unreadable model file, or weights that do not fit the run's encoder.
@@ -267,6 +266,8 @@ class _Run:
         self.state = TrainState(model=model, optimizer=build_optimizer(model, cfg.optim, device))
         self.guard = CollapseGuard(tc.collapse.threshold, tc.collapse.patience, tc.collapse.abort)
         self.resumed_from = resolve_resume(cfg.resume, paths)
+        if self.resumed_from is None and cfg.objective.teacher is not None:
+            load_teacher(model, cfg)  # before DDP wraps the model; a resumed run's checkpoint holds the teacher
         if self.resumed_from is not None:
             ckpt = restore_checkpoint(self.resumed_from, self.state, cfg, info, self.guard)
             if info.is_main:
@@ -301,6 +302,9 @@ class _Run:
                     cfg.data.clip_seconds, self.grid, self.global_batch, cfg.data.batch_size, self.info.world_size,
                     tc.accumulate, self.device, self.amp_dtype or "fp32", self.start_step, tc.max_steps,
                     f" (resumed from {self.resumed_from})" if self.resumed_from else "")
+        if cfg.objective.teacher is not None:
+            logger.info("frozen teacher %s: no EMA (the logged ema is unused); the result is the context encoder",
+                        cfg.objective.teacher)
 
     def loop(self) -> None:
         """Step until ``trainer.max_steps``, logging and checkpointing on their cadences."""
@@ -339,7 +343,8 @@ class _Run:
                   "clips_per_s": self.global_batch * self.window_steps / max(now - self.window_start, 1e-9)}
         if probe_due and self.probe is not None:
             model = self.state.model
-            record["probe_accuracy"] = self.probe.measure(model.learned_encoder, self.tokenizer.frontend, self.cfg.data.clip_seconds)
+            record["probe_accuracy"] = self.probe.measure(model.learned_encoder, self.tokenizer.frontend,
+                                                          self.cfg.data.clip_seconds)
             now = time.perf_counter()
         self.window_start, self.window_steps = now, 0
         if self.metrics is not None:

@@ -31,8 +31,10 @@ class AudioJEPA(nn.Module):
     this wrapper gathers each copy's target positions, and the predictor, with positional mask tokens, predicts
     them from the copy's context. mae has no target encoder (``target_encoder is None``, ``update_target`` is a
     no-op). With ``objective.teacher`` the target encoder is a frozen teacher (``frozen_teacher``; the training
-    loop loads its weights, ``update_target`` is a no-op) and :attr:`learned_encoder` is the context encoder. The monitors describe the targets for the latent objectives and the context features for mae
-    (``target_embeddings`` is then ``(R * N_ctx, D)``): the representation that could collapse.
+    loop loads its weights, ``update_target`` is a no-op) and :attr:`learned_encoder` is the context encoder. The
+    monitors describe the representation that could collapse: the targets for the latent objectives, the context
+    features for mae and for a frozen teacher, whose targets cannot (``target_embeddings`` is then
+    ``(R * N_ctx, D)``).
     """
 
     def __init__(self, encoder: EncoderConfig, predictor: PredictorConfig, objective: ObjectiveConfig) -> None:
@@ -98,7 +100,7 @@ class AudioJEPA(nn.Module):
             extra, extra_terms = self.regulariser(z, valid)
             loss = loss + extra
             terms.update(extra_terms)
-        monitored = self.objective.monitored(targets, z)
+        monitored = z if self.frozen_teacher else self.objective.monitored(targets, z)
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
             "loss": loss,
