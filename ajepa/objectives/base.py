@@ -40,8 +40,9 @@ class ObjectiveBase(nn.Module):
         raise NotImplementedError
 
     def monitored(self, targets: Tensor, context: Tensor) -> Tensor:
-        """What the collapse monitors watch: the gathered targets ``(R, K, N_tgt, D)`` or the context ``(R, N_ctx, D)``."""
-        return targets
+        """What the collapse monitors watch: the gathered targets ``(R, K, N_tgt, D)``, or the context ``(R, N_ctx, D)``
+        where the targets come from a frozen teacher (``cfg.teacher``) and cannot collapse while the student can."""
+        return context if self.cfg.teacher is not None else targets
 
 
 def top_layers(count: int | None, depth: int, first: int = 0) -> list[int]:

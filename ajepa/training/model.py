@@ -100,7 +100,7 @@ class AudioJEPA(nn.Module):
             extra, extra_terms = self.regulariser(z, valid)
             loss = loss + extra
             terms.update(extra_terms)
-        monitored = z if self.frozen_teacher else self.objective.monitored(targets, z)
+        monitored = self.objective.monitored(targets, z)
         embeddings = monitored.detach().reshape(-1, monitored.shape[-1])
         return {
             "loss": loss,
